@@ -1,0 +1,100 @@
+"""Virtual phone profiles: data in ``android_assets/devices/*.toml``.
+
+A profile gives the getprop values, GPU strings (what ``dumpsys SurfaceFlinger`` prints), CPU
+clusters (sysfs max frequencies), battery and thermal readings of one phone model, plus which
+GPU backends exist. A virtual phone built from it reports ``ro.product.cpu.abi=harness-virtual``
+so nothing downstream can mistake it for the real phone.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import config
+from harness.errors import UsageError
+
+VIRTUAL_ABI = "harness-virtual"
+VIRTUAL_FEATURES = ["shell_v2", "stat_v2", "ls_v2", "fixed_push_mkdir"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    abi: str
+    props: dict[str, str]
+    gpu_vendor: str
+    gpu_renderer: str
+    gles_version: str
+    gpu_backends: tuple[str, ...]
+    cpu_max_khz: tuple[int, ...]  # one entry per core, cpu0 first
+    battery_level: int
+    battery_temp_c: float
+    thermal: tuple[tuple[str, float], ...]
+    faults: tuple[str, ...] = field(default=())
+
+    @property
+    def model(self) -> str:
+        return self.props["ro.product.model"]
+
+    def getprop(self) -> dict[str, str]:
+        """The full property set a virtual phone reports (virtual ABI, marked virtual)."""
+        props = dict(self.props)
+        props["ro.product.cpu.abi"] = VIRTUAL_ABI
+        props["ro.product.cpu.abilist"] = VIRTUAL_ABI
+        props["ro.harness.virtual"] = "1"
+        props["ro.harness.profile"] = self.name
+        props["ro.harness.emulated_abi"] = self.abi
+        props.setdefault("ro.serialno", "virtual-" + self.name)
+        return props
+
+    def banner_props(self) -> dict[str, str]:
+        return {
+            "ro.product.name": self.props.get("ro.product.name", self.name),
+            "ro.product.model": self.model.replace(" ", "_"),
+            "ro.product.device": self.props.get("ro.product.device", self.name),
+        }
+
+
+def profiles_dir() -> Path:
+    return config.assets_dir() / "devices"
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in profiles_dir().glob("*.toml"))
+
+
+def load_profile(name: str) -> Profile:
+    path = profiles_dir() / f"{name}.toml"
+    if not path.is_file():
+        known = ", ".join(available_profiles()) or "none"
+        raise UsageError(f"unknown device profile {name!r}; available: {known}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        props = {str(k): str(v) for k, v in data["props"].items()}
+        if "ro.product.model" not in props:
+            raise KeyError("props.ro.product.model")
+        gpu = data.get("gpu", {})
+        cores: list[int] = []
+        for cluster in data.get("cpu", {}).get("clusters", []):
+            cores += [int(cluster["max_khz"])] * int(cluster["cores"])
+        battery = data.get("battery", {})
+        return Profile(
+            name=name,
+            description=str(data.get("description", name)),
+            abi=str(data.get("abi", "arm64-v8a")),
+            props=props,
+            gpu_vendor=str(gpu.get("vendor", "")),
+            gpu_renderer=str(gpu.get("renderer", "")),
+            gles_version=str(gpu.get("gles", "")),
+            gpu_backends=tuple(gpu.get("backends", ["gl"])),
+            cpu_max_khz=tuple(cores),
+            battery_level=int(battery.get("level", 100)),
+            battery_temp_c=float(battery.get("temperature_c", 25.0)),
+            thermal=tuple((str(z["type"]), float(z["temp_c"])) for z in data.get("thermal", [])),
+            faults=tuple(data.get("virtual", {}).get("faults", [])),
+        )
+    except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"{path}: invalid device profile ({exc})") from exc

@@ -1,0 +1,87 @@
+"""The virtual phone process: an ADB device endpoint on 127.0.0.1.
+
+Run by ``harness virtual start`` as ``python -m harness.devices.virtual.server --profile NAME
+--port N --root DIR``. It binds the loopback interface only, answers the adb server's CNXN with
+the profile's banner (no AUTH), and serves shell/exec/sync in its sandbox.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from harness.devices import wire
+from harness.devices.virtual.profiles import VIRTUAL_FEATURES, load_profile
+from harness.devices.virtual.sandbox import Sandbox
+from harness.devices.virtual.services import Services
+from harness.devices.virtual.transport import Connection
+
+BIND_HOST = "127.0.0.1"
+
+
+class VirtualPhone:
+    def __init__(self, profile_name: str, root: Path, faults: tuple[str, ...] = ()) -> None:
+        self.profile = load_profile(profile_name)
+        self.faults = faults or self.profile.faults
+        self.sandbox = Sandbox(root)
+        self.sandbox.build(self.profile, self.faults)
+        self.services = Services(self.sandbox)
+        self.banner = wire.make_banner(self.profile.banner_props(), VIRTUAL_FEATURES)
+        self.connections: set[asyncio.Task] = set()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = Connection(reader, writer, self.banner, self.services.resolve)
+        task = asyncio.current_task()
+        self.connections.add(task)
+        try:
+            await conn.run()
+        finally:
+            self.connections.discard(task)
+
+    async def serve(self, port: int, ready_file: Path | None = None) -> None:
+        server = await asyncio.start_server(self._handle, BIND_HOST, port, reuse_address=True)
+        actual = server.sockets[0].getsockname()[1]
+        if ready_file:
+            tmp = ready_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"pid": os.getpid(), "port": actual}))
+            tmp.replace(ready_file)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with server:
+            await stop.wait()
+        for task in list(self.connections):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*self.connections, return_exceptions=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="harness-virtual-phone")
+    parser.add_argument("--profile", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--faults", default="")
+    parser.add_argument("--ready-file", type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    faults = tuple(f for f in args.faults.split(",") if f)
+    phone = VirtualPhone(args.profile, args.root, faults)
+    try:
+        asyncio.run(phone.serve(args.port, args.ready_file))
+    except OSError as exc:
+        print(f"cannot listen on {BIND_HOST}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 8
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

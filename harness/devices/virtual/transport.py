@@ -1,0 +1,215 @@
+"""The device side of the ADB transport: connection, streams and flow control.
+
+One :class:`Connection` per TCP connection from an adb server. Streams are opened by the host
+with OPEN; each gets a service coroutine (shell, exec, sync) that reads with
+:meth:`Stream.read` and writes with :meth:`Stream.write`. Flow control follows adbd: every WRTE
+we receive is acknowledged with OKAY (after it is queued, so a slow service applies
+backpressure through a bounded queue) and we keep at most one unacknowledged WRTE per stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from harness.devices import wire
+
+log = logging.getLogger("harness.virtual")
+
+ServiceHandler = Callable[["Stream", str], Awaitable[None]]
+ServiceResolver = Callable[[str], ServiceHandler | None]
+
+
+_QUEUE_SOFT_LIMIT = 4
+
+
+class StreamClosed(Exception):
+    """The host closed the stream (or the connection went away)."""
+
+
+class Stream:
+    def __init__(self, conn: Connection, local_id: int, remote_id: int) -> None:
+        self.conn = conn
+        self.local_id = local_id
+        self.remote_id = remote_id
+        self._incoming: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._owed_ack = False
+        self._can_send = asyncio.Event()
+        self._can_send.set()
+        self._buffer = bytearray()
+        self.closed_by_host = False
+        self._closed = False
+        self.task: asyncio.Task | None = None
+
+    # -- host -> device -------------------------------------------------------------------
+    def _deliver(self, data: bytes) -> None:
+        """Queue a payload; acknowledge it now unless the service is lagging (backpressure).
+
+        The read loop never blocks on one stream, so other streams keep flowing; a lagging
+        stream's OKAY is sent when its service catches up (see :meth:`_take`).
+        """
+        self._incoming.put_nowait(data)
+        if self._incoming.qsize() <= _QUEUE_SOFT_LIMIT:
+            self.conn.send(wire.A_OKAY, self.local_id, self.remote_id)
+        else:
+            self._owed_ack = True
+
+    async def _take(self) -> bytes | None:
+        data = await self._incoming.get()
+        if self._owed_ack and self._incoming.qsize() <= _QUEUE_SOFT_LIMIT and not self.conn.lost:
+            self._owed_ack = False
+            self.conn.send(wire.A_OKAY, self.local_id, self.remote_id)
+        return data
+
+    def _host_closed(self) -> None:
+        self.closed_by_host = True
+        self._can_send.set()
+        self._incoming.put_nowait(None)
+
+    async def read(self) -> bytes:
+        """Next payload from the host; b"" once the host has closed the stream."""
+        if self._buffer:
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            return data
+        if self.closed_by_host and self._incoming.empty():
+            return b""
+        data = await self._take()
+        return data or b""
+
+    async def read_exactly(self, n: int) -> bytes:
+        while len(self._buffer) < n:
+            if self.closed_by_host and self._incoming.empty():
+                raise StreamClosed()
+            data = await self._take()
+            if data is None:
+                raise StreamClosed()
+            self._buffer += data
+        out = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return out
+
+    # -- device -> host -------------------------------------------------------------------
+    async def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        step = self.conn.max_payload
+        for start in range(0, len(view), step):
+            await self._can_send.wait()
+            if self.closed_by_host or self._closed:
+                raise StreamClosed()
+            self._can_send.clear()
+            self.conn.send(wire.A_WRTE, self.local_id, self.remote_id, bytes(view[start : start + step]))
+            await self.conn.drain()
+
+    def _acknowledged(self) -> None:
+        self._can_send.set()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if not self.conn.lost:
+            self.conn.send(wire.A_CLSE, self.local_id, self.remote_id)
+            with contextlib.suppress(ConnectionError):
+                await self.conn.drain()
+        self.conn.streams.pop(self.local_id, None)
+
+
+class Connection:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        banner: bytes,
+        resolve: ServiceResolver,
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.banner = banner
+        self.resolve = resolve
+        self.max_payload = wire.MAX_PAYLOAD
+        self.streams: dict[int, Stream] = {}
+        self._next_id = 1
+        self.lost = False
+
+    def send(self, command: int, arg0: int, arg1: int, data: bytes = b"") -> None:
+        if not self.lost:
+            self.writer.write(wire.encode_message(command, arg0, arg1, data))
+
+    async def drain(self) -> None:
+        if not self.lost:
+            await self.writer.drain()
+
+    async def run(self) -> None:
+        try:
+            while True:
+                header = await self.reader.readexactly(wire.HEADER_SIZE)
+                command, arg0, arg1, length = wire.decode_header(header)
+                data = await self.reader.readexactly(length) if length else b""
+                await self._dispatch(command, arg0, arg1, data)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        except wire.ProtocolError as exc:
+            log.warning("closing connection: %s", exc)
+        finally:
+            self.lost = True
+            for stream in list(self.streams.values()):
+                stream._host_closed()
+                if stream.task:
+                    stream.task.cancel()
+            self.writer.close()
+
+    async def _dispatch(self, command: int, arg0: int, arg1: int, data: bytes) -> None:
+        if command == wire.A_CNXN:
+            self.max_payload = max(4096, min(arg1, wire.MAX_PAYLOAD))
+            # A new CNXN resets the transport: forget every stream.
+            for stream in list(self.streams.values()):
+                stream._host_closed()
+            self.streams.clear()
+            self.send(wire.A_CNXN, wire.A_VERSION, wire.MAX_PAYLOAD, self.banner)
+            await self.drain()
+        elif command == wire.A_OPEN:
+            await self._open(arg0, data.rstrip(b"\0").decode("utf-8", errors="replace"))
+        elif command == wire.A_WRTE:
+            stream = self.streams.get(arg1)
+            if stream is None:
+                self.send(wire.A_CLSE, 0, arg0)
+                return
+            stream._deliver(data)
+        elif command == wire.A_OKAY:
+            stream = self.streams.get(arg1)
+            if stream is not None:
+                stream._acknowledged()
+        elif command == wire.A_CLSE:
+            stream = self.streams.get(arg1)
+            if stream is not None:
+                stream._host_closed()
+                stream._closed = True  # the host already closed: no CLSE back
+                self.streams.pop(arg1, None)
+        # AUTH/STLS from the host are not expected: we never ask for them.
+
+    async def _open(self, remote_id: int, service: str) -> None:
+        handler = self.resolve(service)
+        if handler is None or remote_id == 0:
+            self.send(wire.A_CLSE, 0, remote_id)
+            return
+        local_id = self._next_id
+        self._next_id += 1
+        stream = Stream(self, local_id, remote_id)
+        self.streams[local_id] = stream
+        self.send(wire.A_OKAY, local_id, remote_id)
+        await self.drain()
+        stream.task = asyncio.create_task(self._serve(stream, handler, service))
+
+    async def _serve(self, stream: Stream, handler: ServiceHandler, service: str) -> None:
+        try:
+            await handler(stream, service)
+        except (StreamClosed, ConnectionError, asyncio.CancelledError):
+            pass
+        except Exception:  # a bug in a service must not take the phone down
+            log.exception("service %r failed", service)
+        finally:
+            with contextlib.suppress(Exception):
+                await stream.close()
