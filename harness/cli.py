@@ -1,0 +1,92 @@
+"""The ``harness`` command line. Thin: every command calls a library function.
+
+Errors: a :class:`~harness.errors.HarnessError` prints one line (``error: ...``) to stderr and
+exits with its code (docs/exit-codes.md); anything else is a bug: exit 70, traceback only with
+``--debug``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from typer.exceptions import Abort, Exit, TyperException
+
+from harness.errors import ExitCode, HarnessError
+from harness.ui import err_console
+
+app = typer.Typer(
+    name="harness",
+    help="Train, convert, benchmark and diagnose portrait-segmentation models on phones.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for internal errors."),
+) -> None:
+    """Global options."""
+
+
+def _register() -> None:
+    from harness.devices import commands as device_commands
+    from harness.devices.virtual import commands as virtual_commands
+
+    app.command("devices")(device_commands.devices)
+    app.command("probe")(device_commands.probe)
+    app.add_typer(virtual_commands.app, name="virtual")
+    try:  # areas built in parallel register themselves when present
+        from harness.train import commands as train_commands
+
+        app.command("train")(train_commands.train)
+    except ImportError:
+        pass
+    try:
+        from harness.convert import commands as convert_commands
+
+        app.command("convert")(convert_commands.convert)
+        app.command("inspect")(convert_commands.inspect)
+    except ImportError:
+        pass
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        app(args=args, prog_name="harness", standalone_mode=False)
+    except HarnessError as exc:
+        if debug:
+            raise
+        err_console().print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(int(exc.exit_code))
+    except Abort:
+        err_console().print("[yellow]interrupted[/]; results measured so far are kept")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except KeyboardInterrupt:
+        err_console().print("[yellow]interrupted[/]; results measured so far are kept")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except TyperException as exc:
+        msg = " ".join(exc.format_message().split())
+        err_console().print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+        sys.exit(int(ExitCode.USAGE))
+    except Exit as exc:
+        sys.exit(exc.exit_code)
+    except SystemExit:
+        raise
+    except Exception as exc:  # a bug: say so in one line, details with --debug
+        if debug:
+            raise
+        err_console().print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {' '.join(str(exc).split())} "
+            "(rerun with --debug for the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(int(ExitCode.INTERNAL))

@@ -1,0 +1,182 @@
+"""Start, stop and list virtual phones.
+
+Each virtual phone is its own process (``harness.devices.virtual.server``) listening on
+127.0.0.1:PORT, registered with the adb server(s) by ``adb connect``. A registry file per phone
+(``HARNESS_HOME/virtual/<port>.json``) records pid, profile, sandbox and servers; the sandbox
+(``HARNESS_HOME/virtual/<profile>-<port>/root``) survives a restart, like a phone's storage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from harness import config
+from harness.devices.adb import AdbServer, connect, disconnect, ensure_server
+from harness.devices.virtual.profiles import load_profile
+from harness.devices.virtual.server import BIND_HOST
+from harness.errors import UsageError, VirtualPhoneError
+
+FIRST_PORT = 7401  # outside adb's emulator scan range (5555-5585)
+
+
+@dataclass(frozen=True)
+class VirtualRecord:
+    serial: str
+    port: int
+    pid: int
+    profile: str
+    model: str
+    root: str
+    log: str
+    servers: list[str]
+    faults: list[str]
+    started: float
+
+    @property
+    def alive(self) -> bool:
+        return _pid_alive(self.pid)
+
+
+def registry_dir() -> Path:
+    path = config.home_dir() / "virtual"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((BIND_HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _pick_port() -> int:
+    taken = {r.port for r in list_virtual()}
+    for port in range(FIRST_PORT, FIRST_PORT + 200):
+        if port not in taken and port_free(port):
+            return port
+    raise VirtualPhoneError(f"no free port in {FIRST_PORT}-{FIRST_PORT + 199}")
+
+
+def list_virtual(prune: bool = True) -> list[VirtualRecord]:
+    records = []
+    for file in sorted(registry_dir().glob("*.json")):
+        try:
+            record = VirtualRecord(**json.loads(file.read_text()))
+        except (OSError, ValueError, TypeError):
+            continue
+        if not record.alive and prune:
+            file.unlink(missing_ok=True)
+            continue
+        records.append(record)
+    return records
+
+
+def start(
+    profile_name: str,
+    port: int | None = None,
+    servers: list[AdbServer] | None = None,
+    faults: tuple[str, ...] = (),
+    timeout: float = 20.0,
+) -> VirtualRecord:
+    profile = load_profile(profile_name)  # UsageError for an unknown profile
+    if port is not None and not 0 < port < 65536:
+        raise UsageError(f"--port must be 1-65535, got {port}")
+    port = port or _pick_port()
+    if not port_free(port):
+        raise VirtualPhoneError(f"port {port} is in use on {BIND_HOST}; pick another with --port")
+    servers = servers or [AdbServer(h, p) for h, p in config.adb_servers_from_env()]
+    for server in servers:
+        ensure_server(server)
+    base = registry_dir() / f"{profile_name}-{port}"
+    root = base / "root"
+    root.mkdir(parents=True, exist_ok=True)
+    log = base / "phone.log"
+    ready = base / "ready.json"
+    ready.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "harness.devices.virtual.server", "--profile", profile_name,
+           "--port", str(port), "--root", str(root), "--ready-file", str(ready),
+           "--faults", ",".join(faults)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(config.REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    with open(log, "ab") as log_handle:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_handle,
+                                stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    deadline = time.monotonic() + timeout
+    while not ready.exists():
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise VirtualPhoneError(f"virtual {profile_name} failed to start: {tail[0]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise VirtualPhoneError(f"virtual {profile_name} did not start within {timeout:g}s")
+        time.sleep(0.05)
+    serial = f"{BIND_HOST}:{port}"
+    record = VirtualRecord(serial=serial, port=port, pid=proc.pid, profile=profile_name,
+                           model=profile.model, root=str(root), log=str(log),
+                           servers=[s.address for s in servers], faults=list(faults),
+                           started=time.time())
+    (registry_dir() / f"{port}.json").write_text(json.dumps(asdict(record), indent=2))
+    try:
+        for server in servers:
+            connect(server, serial, timeout=timeout)
+    except Exception:
+        stop(serial)
+        raise
+    return record
+
+
+def find(selector: str) -> list[VirtualRecord]:
+    records = list_virtual()
+    if selector == "all":
+        return records
+    return [r for r in records if selector in (r.serial, str(r.port), r.profile, r.model)]
+
+
+def stop(selector: str, wipe: bool = False) -> list[VirtualRecord]:
+    records = find(selector)
+    if not records:
+        raise VirtualPhoneError(f"no running virtual phone matches {selector!r}")
+    for record in records:
+        for address in record.servers:
+            host, _, port = address.rpartition(":")
+            with contextlib.suppress(Exception):
+                disconnect(AdbServer(host, int(port)), record.serial)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while _pid_alive(record.pid) and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(record.pid, os.WNOHANG)
+            time.sleep(0.05)
+        if _pid_alive(record.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(record.pid, signal.SIGKILL)
+        (registry_dir() / f"{record.port}.json").unlink(missing_ok=True)
+        if wipe:
+            import shutil
+
+            shutil.rmtree(Path(record.root).parent, ignore_errors=True)
+    return records
