@@ -212,7 +212,9 @@ def select_devices(entries: Sequence[DeviceEntry], patterns: Sequence[str]) -> l
     return chosen
 
 
-def connect(server: AdbServer, address: str, timeout: float = 15.0) -> None:
+def connect(
+    server: AdbServer, address: str, timeout: float = 15.0, accept: tuple[str, ...] = ("device",)
+) -> None:
     """``adb connect ADDRESS`` and wait until the device is online.
 
     After a device restarts, the server may still hold the old (offline) transport and answer
@@ -225,9 +227,9 @@ def connect(server: AdbServer, address: str, timeout: float = 15.0) -> None:
         try:
             last = client.connect(address, timeout=min(5.0, timeout))
             state = _state(client, address)
-            if state == "device":
+            if state in accept:
                 return
-            if "already connected" in last and state != "device":
+            if "already connected" in last and state not in accept:
                 client.disconnect(address)
         except (adbutils.AdbError, OSError) as exc:
             last = str(exc)

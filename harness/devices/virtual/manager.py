@@ -141,7 +141,8 @@ def start(
     (registry_dir() / f"{port}.json").write_text(json.dumps(asdict(record), indent=2))
     try:
         for server in servers:
-            connect(server, serial, timeout=timeout)
+            connect(server, serial, timeout=timeout,
+                    accept=("unauthorized",) if "unauthorized" in faults else ("device",))
     except Exception:
         stop(serial)
         raise

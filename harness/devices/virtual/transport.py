@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 
 from harness.devices import wire
@@ -124,6 +125,7 @@ class Connection:
         writer: asyncio.StreamWriter,
         banner: bytes,
         resolve: ServiceResolver,
+        unauthorized: bool = False,
     ) -> None:
         self.reader = reader
         self.writer = writer
@@ -133,6 +135,7 @@ class Connection:
         self.streams: dict[int, Stream] = {}
         self._next_id = 1
         self.lost = False
+        self.unauthorized = unauthorized  # never accept the host's key (RSA prompt unanswered)
 
     def send(self, command: int, arg0: int, arg1: int, data: bytes = b"") -> None:
         if not self.lost:
@@ -162,7 +165,16 @@ class Connection:
             self.writer.close()
 
     async def _dispatch(self, command: int, arg0: int, arg1: int, data: bytes) -> None:
-        if command == wire.A_CNXN:
+        if command == wire.A_CNXN and self.unauthorized:
+            self.send(wire.A_AUTH, 1, 0, os.urandom(20))  # AUTH TOKEN; no signature is accepted
+            await self.drain()
+        elif command == wire.A_AUTH:
+            # Like adbd with an unanswered prompt: every signature is rejected with a fresh
+            # token; the host then offers its public key (type 3), which is never accepted.
+            if self.unauthorized and arg0 == 2:
+                self.send(wire.A_AUTH, 1, 0, os.urandom(20))
+                await self.drain()
+        elif command == wire.A_CNXN:
             self.max_payload = max(4096, min(arg1, wire.MAX_PAYLOAD))
             # A new CNXN resets the transport: forget every stream.
             for stream in list(self.streams.values()):
