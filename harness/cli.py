@@ -31,6 +31,15 @@ def _root(
     """Global options."""
 
 
+def demo(
+    keep: bool = typer.Option(False, "--keep", help="Leave the virtual phone running."),
+) -> None:
+    """Run the main job end to end (on a virtual SM-G973F when no phone is attached)."""
+    from harness.demo import run
+
+    run(keep=keep)
+
+
 def _register() -> None:
     from harness.devices import commands as device_commands
     from harness.devices.virtual import commands as virtual_commands
@@ -38,6 +47,7 @@ def _register() -> None:
     app.command("devices")(device_commands.devices)
     app.command("probe")(device_commands.probe)
     app.add_typer(virtual_commands.app, name="virtual")
+    app.command("demo")(demo)
     try:  # areas built in parallel register themselves when present
         from harness.train import commands as train_commands
 

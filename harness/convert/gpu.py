@@ -36,13 +36,21 @@ class OpVerdict:
     reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "op": self.op, "status": str(self.status),
-                "reason": self.reason}
+        return {
+            "index": self.index,
+            "op": self.op,
+            "status": str(self.status),
+            "reason": self.reason,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OpVerdict:
-        return cls(int(data["index"]), str(data["op"]), OpStatus(data["status"]),
-                   str(data.get("reason", "")))
+        return cls(
+            int(data["index"]),
+            str(data["op"]),
+            OpStatus(data["status"]),
+            str(data.get("reason", "")),
+        )
 
 
 @dataclass(frozen=True)
@@ -166,18 +174,77 @@ _EXP_LOG = (
 GPU_OPS: dict[str, Rule] = {
     **dict.fromkeys(
         [
-            "ABS", "ADD", "AVERAGE_POOL_2D", "BATCH_MATMUL", "CONCATENATION", "COS",
-            "CUMSUM", "DENSIFY", "DEPTH_TO_SPACE", "DEQUANTIZE", "DIV", "ELU", "EQUAL",
-            "FLOOR", "FLOOR_DIV", "FLOOR_MOD", "GATHER", "GREATER", "GREATER_EQUAL",
-            "HARD_SWISH", "LEAKY_RELU", "LESS", "LESS_EQUAL", "LOGICAL_AND", "LOGISTIC",
-            "LSTM", "MAX_POOL_2D", "MAXIMUM", "MEAN", "MINIMUM", "MIRROR_PAD", "MUL", "NEG",
-            "NOT_EQUAL", "ONE_HOT", "PACK", "PAD", "PADV2", "POW", "PRELU", "QUANTIZE",
-            "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "RELU", "RELU6", "RELU_N1_TO_1",
-            "RESHAPE", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "RSQRT", "SELECT_V2",
-            "SIN", "SLICE", "SPACE_TO_DEPTH", "SPLIT", "SPLIT_V", "SQRT", "SQUARE",
-            "SQUARED_DIFFERENCE", "STRIDED_SLICE", "SUB", "SUM", "TANH", "TILE", "TRANSPOSE",
-            "TRANSPOSE_CONV", "Convolution2DTransposeBias", "MaxPoolingWithArgmax2D",
-            "MaxUnpooling2D", "Resampler",
+            "ABS",
+            "ADD",
+            "AVERAGE_POOL_2D",
+            "BATCH_MATMUL",
+            "CONCATENATION",
+            "COS",
+            "CUMSUM",
+            "DENSIFY",
+            "DEPTH_TO_SPACE",
+            "DEQUANTIZE",
+            "DIV",
+            "ELU",
+            "EQUAL",
+            "FLOOR",
+            "FLOOR_DIV",
+            "FLOOR_MOD",
+            "GATHER",
+            "GREATER",
+            "GREATER_EQUAL",
+            "HARD_SWISH",
+            "LEAKY_RELU",
+            "LESS",
+            "LESS_EQUAL",
+            "LOGICAL_AND",
+            "LOGISTIC",
+            "LSTM",
+            "MAX_POOL_2D",
+            "MAXIMUM",
+            "MEAN",
+            "MINIMUM",
+            "MIRROR_PAD",
+            "MUL",
+            "NEG",
+            "NOT_EQUAL",
+            "ONE_HOT",
+            "PACK",
+            "PAD",
+            "PADV2",
+            "POW",
+            "PRELU",
+            "QUANTIZE",
+            "REDUCE_MAX",
+            "REDUCE_MIN",
+            "REDUCE_PROD",
+            "RELU",
+            "RELU6",
+            "RELU_N1_TO_1",
+            "RESHAPE",
+            "RESIZE_BILINEAR",
+            "RESIZE_NEAREST_NEIGHBOR",
+            "RSQRT",
+            "SELECT_V2",
+            "SIN",
+            "SLICE",
+            "SPACE_TO_DEPTH",
+            "SPLIT",
+            "SPLIT_V",
+            "SQRT",
+            "SQUARE",
+            "SQUARED_DIFFERENCE",
+            "STRIDED_SLICE",
+            "SUB",
+            "SUM",
+            "TANH",
+            "TILE",
+            "TRANSPOSE",
+            "TRANSPOSE_CONV",
+            "Convolution2DTransposeBias",
+            "MaxPoolingWithArgmax2D",
+            "MaxUnpooling2D",
+            "Resampler",
         ],
         _ok,
     ),
@@ -202,8 +269,12 @@ def _op_verdict(op: OpInfo, model: TfliteModel) -> OpVerdict:
     rule = GPU_OPS.get(op.name)
     if rule is None:
         kind = "custom op" if op.custom else "op"
-        return OpVerdict(op.index, op.name, OpStatus.CPU,
-                         f"{kind} {op.name} is not supported by the GPU delegate")
+        return OpVerdict(
+            op.index,
+            op.name,
+            OpStatus.CPU,
+            f"{kind} {op.name} is not supported by the GPU delegate",
+        )
     status, reason = rule(op, model)
     return OpVerdict(op.index, op.name, status, reason)
 

@@ -79,6 +79,23 @@ class Normalization:
             raise UsageError(f"bad normalization {data}: mean/std lengths differ or std is 0")
         return cls(mean=mean, std=std)
 
+    def per_channel(self, channels: int) -> tuple[list[float], list[float]]:
+        """Mean and std for ``channels`` channels: one value broadcasts; a 3-value RGB
+        normalization gives a 4th (prior mask) channel the mean of its values."""
+
+        def fit(values: tuple[float, ...]) -> list[float]:
+            if len(values) == channels:
+                return list(values)
+            if len(values) == 1:
+                return list(values) * channels
+            if len(values) == 3 and channels == 4:
+                return [*values, sum(values) / 3]
+            raise UsageError(
+                f"normalization has {len(values)} values for a {channels}-channel input"
+            )
+
+        return fit(self.mean), fit(self.std)
+
     @classmethod
     def parse(cls, mean: str, std: str) -> Normalization:
         """From CLI text like ``127.5`` or ``123.7,116.3,103.5``."""
@@ -213,8 +230,9 @@ def infer_output_spec(
     is_int_mask = dtype in ("uint8", "int32", "int64", "int16") and quantization is None
     rank = len(shape)
     if activation is Activation.ARGMAX or (activation is None and is_int_mask):
-        return OutputSpec(name, index, shape, dtype, Semantics.MASK, Activation.ARGMAX, 1, None,
-                          quantization)
+        return OutputSpec(
+            name, index, shape, dtype, Semantics.MASK, Activation.ARGMAX, 1, None, quantization
+        )
     if rank == 4:
         channels = int(shape[3])
     elif rank == 3:  # [1, H, W]: one value per pixel

@@ -181,8 +181,9 @@ def _parse(data: bytes, path: Path | None) -> TfliteModel:
         code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
         custom = oc.CustomCode()
         if code == s.BuiltinOperator.CUSTOM:
-            codes.append((custom.decode("utf-8", "replace") if custom else "CUSTOM", True,
-                          oc.Version()))
+            codes.append(
+                (custom.decode("utf-8", "replace") if custom else "CUSTOM", True, oc.Version())
+            )
         else:
             codes.append((op_names.get(code, f"BUILTIN_{code}"), False, oc.Version()))
 
@@ -239,8 +240,10 @@ def _options(s: Any, op: Any, name: str) -> dict[str, Any]:
         ),
         "FULLY_CONNECTED": (
             s.FullyConnectedOptions,
-            {"fused_activation": "FusedActivationFunction", "asymmetric_quantize_inputs":
-             "AsymmetricQuantizeInputs"},
+            {
+                "fused_activation": "FusedActivationFunction",
+                "asymmetric_quantize_inputs": "AsymmetricQuantizeInputs",
+            },
         ),
     }
     if name not in readers:

@@ -17,6 +17,7 @@ import socket
 import struct
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,11 +26,13 @@ import adbutils
 from harness.devices import wire
 from harness.devices.adb import DeviceEntry, connect
 from harness.devices.cache import LocalHashCache
+from harness.devices.hostconn import open_service
 from harness.devices.info import PROBE_SCRIPT, DeviceInfo, parse_probe
 from harness.devices.lock import DeviceLock
 from harness.errors import DeviceTimeout, DeviceUnavailable, HarnessError
 
 _CHUNK = wire.SYNC_DATA_MAX
+_BLOCK = 16 * _CHUNK  # 1 MiB read and sent per system call
 
 
 def quote(arg: str | os.PathLike) -> str:
@@ -101,14 +104,9 @@ class Device:
         return f"Device({self.serial!r}, {self.entry.model_code!r})"
 
     # -- transport ---------------------------------------------------------------------------
-    def _open(self, service: str, timeout: float | None):
-        try:
-            conn = self._adb.open_transport(timeout=timeout)
-            conn.send_command(service)
-            conn.check_okay()
-            return conn
-        except (adbutils.AdbError, OSError) as exc:
-            raise _translate(exc, self.serial) from exc
+    def _open(self, service: str, timeout: float) -> socket.socket:
+        server = self.entry.server
+        return open_service(server.host, server.port, self.serial, service, timeout=timeout)
 
     @property
     def features(self) -> set[str]:
@@ -137,11 +135,10 @@ class Device:
             return self._shell_v1(cmd, timeout)
         start = time.monotonic()
         deadline = start + timeout
-        conn = self._open(f"shell,v2,raw:{cmd}", timeout=min(timeout, 30.0))
+        sock = self._open(f"shell,v2,raw:{cmd}", timeout=min(timeout, 30.0))
         out, err = bytearray(), bytearray()
         decoder = wire.ShellPacketReader()
         try:
-            sock = conn.conn
             if stdin is not None:
                 sock.sendall(wire.encode_shell_packet(wire.SHELL_STDIN, stdin))
                 sock.sendall(wire.encode_shell_packet(wire.SHELL_CLOSE_STDIN, b""))
@@ -170,7 +167,7 @@ class Device:
         except OSError as exc:
             raise _translate(exc, self.serial) from exc
         finally:
-            conn.close()
+            sock.close()
 
     def _shell_v1(self, cmd: str, timeout: float) -> ShellResult:
         start = time.monotonic()
@@ -186,18 +183,18 @@ class Device:
     # -- sync --------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _sync(self, timeout: float = 120.0) -> Iterator[_SyncSession]:
-        conn = self._open("sync:", timeout=timeout)
-        session = _SyncSession(conn.conn, self.serial)
+        sock = self._open("sync:", timeout=min(timeout, 30.0))
+        session = _SyncSession(sock, self.serial)
         try:
             yield session
             with contextlib.suppress(OSError):
-                conn.conn.sendall(wire.encode_sync(b"QUIT", 0))
+                sock.sendall(wire.encode_sync(b"QUIT", 0))
         except socket.timeout as exc:
             raise DeviceTimeout(f"{self.serial}: file transfer timed out") from exc
         except OSError as exc:
             raise _translate(exc, self.serial) from exc
         finally:
-            conn.close()
+            sock.close()
 
     def push(self, local: str | os.PathLike, remote: str, mode: int = 0o644,
              use_cache: bool = True) -> PushResult:
@@ -220,7 +217,9 @@ class Device:
                         if parts[0] == sha:
                             return PushResult(remote, st.st_size, sha, 0)
             with open(path, "rb") as handle:
-                sha = sync.send(handle, remote, mode)
+                # A hash known from the local cache is not recomputed; new content is hashed
+                # while it is sent.
+                sha = sync.send(handle, remote, mode, known_sha=known)
             self._hashes.put(path, st, sha)
             if use_cache:
                 sync.send_bytes(f"{sha} {st.st_size}\n".encode(), marker_path, 0o644)
@@ -329,21 +328,49 @@ class _SyncSession:
             else:
                 raise DeviceUnavailable(f"{self.serial}: bad sync reply {tag!r}")
 
-    def send(self, handle, path: str, mode: int) -> str:
-        """SEND a stream in 64 KiB records while hashing it; returns the sha256."""
+    def send(self, handle, path: str, mode: int, known_sha: str | None = None) -> str:
+        """SEND a stream as 64 KiB DATA records; returns the sha256 of what was sent
+        (``known_sha`` when the caller already knows it: then nothing is hashed).
+
+        Reads 1 MiB blocks and sends all their records in one ``sendmsg`` (no copies); each
+        block is hashed on a worker thread while it is being sent (hashlib releases the GIL).
+        """
         digest = hashlib.sha256()
         self._request(b"SEND", f"{path},{0o100000 | mode}")
         header = struct.Struct("<4sI")
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-            self.sock.sendall(header.pack(b"DATA", len(chunk)) + chunk)
+        buffers = [bytearray(_BLOCK), bytearray(_BLOCK)]
+        pending = None
+        with ThreadPoolExecutor(max_workers=1) as hasher:
+            turn = 0
+            while n := handle.readinto(buffers[turn]):
+                block = memoryview(buffers[turn])[:n]
+                pending = None if known_sha else hasher.submit(digest.update, block)
+                parts: list = []
+                for start in range(0, n, _CHUNK):
+                    piece = block[start : start + _CHUNK]
+                    parts += [header.pack(b"DATA", len(piece)), piece]
+                self._sendmsg(parts)
+                if pending is not None:
+                    pending.result()  # keep hash order; the buffer is reused next turn
+                turn ^= 1
         self.sock.sendall(header.pack(b"DONE", int(time.time())))
         tag, length = wire.decode_sync_header(self._read_exact(8))
         if tag == b"FAIL":
             raise self._fail(length, f"push to {path}")
         if tag != b"OKAY":
             raise DeviceUnavailable(f"{self.serial}: bad sync reply {tag!r}")
-        return digest.hexdigest()
+        return known_sha or digest.hexdigest()
+
+    def _sendmsg(self, parts: list) -> None:
+        """Send a list of buffers with as few system calls as possible, without copies."""
+        views = [memoryview(p).cast("B") for p in parts]
+        while views:
+            sent = self.sock.sendmsg(views[:512])
+            while views and sent >= len(views[0]):
+                sent -= len(views[0])
+                views.pop(0)
+            if views and sent:
+                views[0] = views[0][sent:]
 
     def send_bytes(self, data: bytes, path: str, mode: int) -> str:
         import io

@@ -14,6 +14,9 @@ person from background.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
@@ -130,7 +133,8 @@ def _person(rng: np.random.Generator, s: int, grid: tuple[np.ndarray, np.ndarray
             centre = (int(cx + sign * half * 0.55), int(sh_y + 0.65 * rx))
             cv2.ellipse(canvas, centre, shoulder_axes, 0, 0, 360, value, -1)
 
-    texture = _texture(rng, s, grid)[..., None] * rng.uniform(10, 60)
+    texture = _texture(rng, s // 2, _grid(s // 2)) * np.float32(rng.uniform(10, 60))
+    texture = cv2.resize(texture, (s, s), interpolation=cv2.INTER_NEAREST)[..., None]
     fill(torso, np.clip(cloth + texture, 0, 255))
     # Neck and a neckline (skin) inside the torso.
     nw, ntop = int(neck_w), int(cy + 0.5 * ry)
@@ -168,27 +172,37 @@ def _person(rng: np.random.Generator, s: int, grid: tuple[np.ndarray, np.ndarray
         cap_axes = (int(rx * rng.uniform(1.05, 1.2)), int(ry * rng.uniform(0.75, 0.95)))
         cap_centre = (int(cx), int(cy - ry * rng.uniform(0.25, 0.45)))
         fill(lambda canvas, v: cv2.ellipse(canvas, cap_centre, cap_axes, tilt, 180, 360, v, -1), hair)
-    # Lighting: a soft gradient over the person.
-    yy, xx = grid
-    gx, gy = np.float32(rng.uniform(-0.25, 0.25) / s), np.float32(rng.uniform(-0.2, 0.2) / s)
-    img *= (1 + gx * (xx - np.float32(cx)) + gy * (yy - np.float32(cy)))[..., None]
     return img, cover
+
+
+@functools.cache
+def _grid(s: int) -> tuple[np.ndarray, np.ndarray]:
+    """(yy, xx) pixel coordinates as [s, 1] and [1, s]: broadcast instead of full grids."""
+    coords = np.arange(s, dtype=np.float32)
+    return coords[:, None], coords[None, :]
 
 
 def _sample(seed: int, index: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng([seed, index, GENERATOR_VERSION])
+    img = _background(rng, size, _grid(size))
+    # The person is drawn at twice the resolution (up to 512 px) and area-downsampled with
+    # premultiplied colour, so its edges are anti-aliased and alpha is the exact coverage.
     factor = 2 if size <= 256 else 1
-    s = size * factor
-    coords = np.arange(s, dtype=np.float32)
-    grid = (coords[:, None], coords[None, :])  # (yy, xx), broadcast instead of full grids
-    img = _background(rng, s, grid)
-    person, cover = _person(rng, s, grid)
-    np.copyto(img, person, where=cover[..., None] > 0)
+    person, cover = _person(rng, size * factor, _grid(size * factor))
     if factor != 1:
-        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+        person *= cover[..., None]
+        person = cv2.resize(person, (size, size), interpolation=cv2.INTER_AREA)
         alpha = cv2.resize(cover * np.uint8(255), (size, size), interpolation=cv2.INTER_AREA)
     else:
         alpha = cover * np.uint8(255)
+    yy, xx = _grid(size)  # lighting: a soft gradient over the person
+    gx, gy = np.float32(rng.uniform(-0.25, 0.25) / size), np.float32(rng.uniform(-0.2, 0.2) / size)
+    person *= (1 + gx * (xx - size / 2) + gy * (yy - size / 2))[..., None]
+    a = alpha.astype(np.float32)[..., None] / np.float32(255)
+    if factor == 1:
+        person *= a
+    img *= 1 - a
+    img += person
     noise = rng.standard_normal(img.shape, dtype=np.float32)
     noise *= np.float32(rng.uniform(0, 8))
     img *= np.float32(rng.uniform(0.7, 1.3))
@@ -205,16 +219,17 @@ def render(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, alphas
 
 
-def prior_masks(masks: np.ndarray, seed: int) -> np.ndarray:
+def prior_masks(masks: np.ndarray, keys: Sequence[Sequence[int]]) -> np.ndarray:
     """Previous-frame style prior masks uint8 0..255 for 4-channel (video) models.
 
-    Each prior is the mask moved by a small random affine warp, grown or shrunk, and blurred;
-    one in five is empty (the first frame of a video has no prior).
+    Each prior is the mask ({0, 1}) moved by a small random affine warp, grown or shrunk, and
+    blurred; one in five is empty (the first frame of a video has no prior). ``keys[i]`` (a
+    tuple of non-negative ints) seeds sample ``i``, so priors do not depend on the batch.
     """
     n, h, w = masks.shape
     out = np.zeros((n, h, w), np.uint8)
     for i in range(n):
-        rng = np.random.default_rng([seed, i, 4])
+        rng = np.random.default_rng([*keys[i], 4])
         if rng.random() < 0.2:
             continue
         angle, scale = rng.uniform(-8, 8), rng.uniform(0.92, 1.08)

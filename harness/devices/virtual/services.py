@@ -143,6 +143,14 @@ class Services:
 
     # -- sync ----------------------------------------------------------------------------------
     async def sync(self, stream: Stream, service: str) -> None:
+        out = _Coalescing(stream)
+        try:
+            await self._sync_loop(out)
+        finally:
+            if not stream.closed_by_host:
+                await out.flush()
+
+    async def _sync_loop(self, stream: _Coalescing) -> None:
         while True:
             try:
                 tag, length = wire.decode_sync_header(await stream.read_exactly(8))
@@ -162,6 +170,7 @@ class Services:
                 await self._fail(stream, f"unknown sync request {tag!r}")
                 return
             await handler(stream, tag, path)
+            await stream.flush()  # one reply per request, coalesced like adbd's socket reads
 
     @staticmethod
     async def _fail(stream: Stream, message: str) -> None:
@@ -283,6 +292,33 @@ class Services:
             await self._fail(stream, f"{path}: {exc.strerror}")
             return
         await stream.write(wire.encode_sync(b"DONE", 0))
+
+
+class _Coalescing:
+    """Buffers sync records and writes them in max-payload WRTEs (as adbd's transport reads
+    its sync socket), so a small reply is one packet instead of a round trip per record."""
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+        self.buf = bytearray()
+
+    @property
+    def closed_by_host(self) -> bool:
+        return self.stream.closed_by_host
+
+    async def read_exactly(self, n: int) -> bytes:
+        return await self.stream.read_exactly(n)
+
+    async def write(self, data: bytes) -> None:
+        self.buf += data
+        if len(self.buf) >= self.stream.conn.max_payload:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self.buf:
+            data = bytes(self.buf)
+            self.buf.clear()
+            await self.stream.write(data)
 
 
 def _stat2(tag: bytes, error: int, st: os.stat_result) -> bytes:

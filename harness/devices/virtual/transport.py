@@ -40,6 +40,7 @@ class Stream:
         self._can_send = asyncio.Event()
         self._can_send.set()
         self._buffer = bytearray()
+        self._pos = 0  # read cursor into _buffer (compacted lazily: no memmove per record)
         self.closed_by_host = False
         self._closed = False
         self.task: asyncio.Task | None = None
@@ -71,9 +72,10 @@ class Stream:
 
     async def read(self) -> bytes:
         """Next payload from the host; b"" once the host has closed the stream."""
-        if self._buffer:
-            data = bytes(self._buffer)
+        if self._pos < len(self._buffer):
+            data = bytes(self._buffer[self._pos :])
             self._buffer.clear()
+            self._pos = 0
             return data
         if self.closed_by_host and self._incoming.empty():
             return b""
@@ -81,15 +83,21 @@ class Stream:
         return data or b""
 
     async def read_exactly(self, n: int) -> bytes:
-        while len(self._buffer) < n:
+        while len(self._buffer) - self._pos < n:
             if self.closed_by_host and self._incoming.empty():
                 raise StreamClosed()
             data = await self._take()
             if data is None:
                 raise StreamClosed()
+            if self._pos:
+                del self._buffer[: self._pos]
+                self._pos = 0
             self._buffer += data
-        out = bytes(self._buffer[:n])
-        del self._buffer[:n]
+        out = bytes(self._buffer[self._pos : self._pos + n])
+        self._pos += n
+        if self._pos == len(self._buffer):
+            self._buffer.clear()
+            self._pos = 0
         return out
 
     # -- device -> host -------------------------------------------------------------------

@@ -1,0 +1,207 @@
+"""CLI: ``harness convert`` and ``harness inspect``. Thin: parse, call the library, render.
+
+No TensorFlow at import time: the library modules that need it load it inside functions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from harness.ui import console
+
+__all__ = ["convert", "inspect"]
+
+
+def convert(
+    model_dir: Path = typer.Argument(..., help="Model folder (models/NAME) with model.keras."),
+    heads: str = typer.Option(
+        "softmax,sigmoid,sigsoftmax,logits,argmax", "--heads", help="Comma list or 'all'."
+    ),
+    precisions: str = typer.Option(
+        "fp32,fp16,int8-dynamic,int8,qat", "--precisions", help="Comma list or 'all'."
+    ),
+    qat_heads: str = typer.Option(
+        "softmax",
+        "--qat-heads",
+        help="Heads built at qat precision ('all' = every --heads entry).",
+    ),
+    qat_epochs: int = typer.Option(2, "--qat-epochs", min=1, help="QAT fine-tuning epochs."),
+    qat_samples: int = typer.Option(512, "--qat-samples", min=1, help="QAT training samples."),
+    representative: int = typer.Option(
+        100, "--representative-samples", min=1, help="Calibration samples for int8/qat."
+    ),
+    eval_samples: int = typer.Option(
+        0, "--eval-samples", min=0, help="Validation samples for accuracy (0 = all)."
+    ),
+    no_accuracy: bool = typer.Option(False, "--no-accuracy", help="Skip the accuracy pass."),
+    json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+) -> None:
+    """Convert a trained model to TFLite variants (heads x precisions) + variants.json."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from harness.convert.pipeline import ConvertOptions, convert_model
+    from harness.convert.variants import parse_heads, parse_precisions
+
+    head_list = parse_heads(heads)
+    options = ConvertOptions(
+        heads=head_list,
+        precisions=parse_precisions(precisions),
+        qat_heads=None if qat_heads.strip().lower() == "all" else parse_heads(qat_heads),
+        qat_epochs=qat_epochs,
+        qat_samples=qat_samples,
+        representative_samples=representative,
+        eval_samples=eval_samples or None,
+        accuracy=not no_accuracy,
+    )
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console(), transient=json_out) as bar:
+        task = bar.add_task("loading model", total=None)
+
+        def on_progress(message: str, done: int, total: int) -> None:
+            bar.update(task, description=message, completed=done, total=total)
+
+        manifest = convert_model(model_dir, options, progress=on_progress)
+    if json_out:
+        console().print_json(json.dumps(manifest.to_dict()))
+        return
+    _render_manifest(manifest, model_dir)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _render_manifest(manifest, model_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    table = Table(title=f"{manifest.model}: {len(manifest.variants)} variants in {model_dir}")
+    for col in ("variant", "size", "output", "ops", "GPU", "IoU vs float", "max |dp|", "IoU vs GT"):
+        table.add_column(col, justify="right" if col in ("size", "ops") else "left")
+    for r in manifest.variants:
+        acc = r.accuracy or {}
+        vf, gt = acc.get("vs_float", {}), acc.get("vs_ground_truth", {})
+        out = f"{r.output.dtype}{list(r.output.shape)}"
+        table.add_row(
+            r.id,
+            f"{r.size / 1024:.1f} KiB",
+            out,
+            str(len(r.ops)),
+            r.gpu.summary(),
+            _fmt(vf.get("mask_iou"), ".4f"),
+            _fmt(vf.get("fg_prob_max_abs_error"), ".2e"),
+            _fmt(gt.get("mask_iou"), ".4f"),
+        )
+    console().print(table)
+    if manifest.float_model:
+        gt = manifest.float_model.get("vs_ground_truth", {})
+        console().print(f"float Keras model: IoU vs ground truth {_fmt(gt.get('mask_iou'), '.4f')}")
+
+
+def inspect(
+    tflite: Path = typer.Argument(..., help="Any .tflite file."),
+    mean: str = typer.Option(None, "--mean", help="Input normalization mean, e.g. 127.5"),
+    std: str = typer.Option(None, "--std", help="Input normalization std, e.g. 127.5"),
+    fg_channel: int = typer.Option(None, "--fg-channel", help="Foreground channel index."),
+    activation: str = typer.Option(
+        None,
+        "--activation",
+        help="Activation already in the model: none (logits), sigmoid, softmax, argmax.",
+    ),
+    output_index: int = typer.Option(0, "--output", help="Which output to describe."),
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Show I/O, semantics, ops, size and the GPU-delegate verdict of a .tflite."""
+    from harness.convert.inspection import inspect_tflite
+    from harness.convert.specs import Activation, Normalization
+    from harness.errors import UsageError
+
+    norm = None
+    if (mean is None) != (std is None):
+        raise UsageError("--mean and --std go together")
+    if mean is not None:
+        norm = Normalization.parse(mean, std)
+    act = None
+    if activation is not None:
+        try:
+            act = Activation(activation.lower())
+        except ValueError:
+            known = ", ".join(a.value for a in Activation)
+            raise UsageError(f"unknown --activation {activation!r} (known: {known})") from None
+    result = inspect_tflite(
+        tflite,
+        normalization=norm,
+        foreground_channel=fg_channel,
+        activation=act,
+        output_index=output_index,
+    )
+    if json_out:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    _render_inspection(result)
+
+
+def _render_inspection(r) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    out = console()
+    label = f" (variant {r.variant_id})" if r.variant_id else ""
+    out.print(
+        f"[bold]{r.path}[/]{label}: {r.model.size:,} bytes, sha256 {r.model.sha256[:16]}…,"
+        f" {len(r.model.ops)} ops, specs {r.source}"
+    )
+    io = Table(title="I/O")
+    for col in ("", "name", "shape", "dtype", "quantization", "meaning"):
+        io.add_column(col)
+    for t in r.model.inputs:
+        q = t.quantization
+        norm = r.input.normalization
+        meaning = (
+            f"(pixel - {list(norm.mean)}) / {list(norm.std)} [{r.normalization_source}]"
+            if norm
+            else "raw pixels 0..255 (pass --mean/--std if not)"
+        )
+        io.add_row(
+            "input",
+            t.name,
+            str(list(t.shape)),
+            t.dtype,
+            f"scale {q.scale:.6g}, zp {q.zero_point}" if q else "-",
+            meaning,
+        )
+    for i, t in enumerate(r.model.outputs):
+        q = t.quantization
+        meaning = r.output.describe() if t.index == r.output.index else ""
+        io.add_row(
+            f"output {i}",
+            t.name,
+            str(list(t.shape)),
+            t.dtype,
+            f"scale {q.scale:.6g}, zp {q.zero_point}" if q else "-",
+            meaning,
+        )
+    out.print(io)
+    ops = Table(title="ops")
+    ops.add_column("op")
+    ops.add_column("count", justify="right")
+    for name, count in r.model.op_counts().items():
+        ops.add_row(name, str(count))
+    out.print(ops)
+    style = {"full": "green", "partial": "yellow", "none": "red"}.get(r.gpu.delegation, "white")
+    out.print(f"GPU delegate: [{style}]{r.gpu.summary()}[/]")
+    if r.gpu.issues:
+        issues = Table()
+        for col in ("#", "op", "status", "reason"):
+            issues.add_column(col)
+        for v in r.gpu.issues:
+            issues.add_row(str(v.index), v.op, str(v.status), v.reason)
+        out.print(issues)
+    for note in r.gpu.notes:
+        out.print(f"note: {note}")

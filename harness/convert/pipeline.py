@@ -1,0 +1,408 @@
+"""``harness convert``: model folder -> ``variants/<id>.tflite`` + ``variants.json``.
+
+Stages: load and validate the folder (nothing is written before this passes) -> data
+(representative set, QAT training set, eval set) -> float reference on the eval set ->
+for each variant: convert, write atomically, inspect (I/O, ops, GPU verdict), desktop
+reference outputs (cached), accuracy -> manifest rewritten atomically after every variant, so
+an interrupted run keeps every finished variant and a consistent manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness import metrics
+from harness.convert import heads as heads_mod
+from harness.convert.gpu import gpu_verdict
+from harness.convert.specs import InputSpec, Normalization, OutputSpec
+from harness.convert.tflite_model import TfliteModel, read_tflite
+from harness.convert.variants import (
+    DEFAULT_HEADS,
+    DEFAULT_PRECISIONS,
+    Head,
+    Manifest,
+    Precision,
+    Variant,
+    VariantRecord,
+    atomic_write_bytes,
+    read_manifest,
+    write_manifest,
+)
+from harness.errors import ConversionFailed, HarnessError, ModelError
+from harness.reference import EvalSet, normalize, reference_outputs
+
+__all__ = [
+    "ConvertOptions",
+    "DataProvider",
+    "ModelFolder",
+    "convert_model",
+    "default_data_provider",
+    "load_model_folder",
+    "plan_variants",
+]
+
+# split ("train" or "val") -> (images uint8 [N, H, W, C], masks uint8 [N, H, W])
+DataProvider = Callable[[str], tuple[np.ndarray, np.ndarray]]
+# (message, done, total): called before each step and once at the end
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    heads: tuple[Head, ...] = DEFAULT_HEADS
+    precisions: tuple[Precision, ...] = DEFAULT_PRECISIONS
+    qat_heads: tuple[Head, ...] | None = (Head.SOFTMAX,)  # None: every requested head
+    qat_epochs: int = 2
+    qat_samples: int = 512
+    representative_samples: int = 100
+    eval_samples: int | None = None  # None: the whole validation split
+    accuracy: bool = True
+    num_threads: int | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class ModelFolder:
+    path: Path
+    model: Any  # tf_keras model, logits output
+    train_json: dict[str, Any]
+    input_shape: tuple[int, int, int]  # H, W, C
+    normalization: Normalization | None
+    foreground_channel: int
+
+    @property
+    def name(self) -> str:
+        return str(self.train_json.get("name") or self.path.name)
+
+
+def plan_variants(options: ConvertOptions) -> list[Variant]:
+    """The variants to build, in order: non-QAT precisions first, QAT last.
+
+    QAT is built for the requested heads that are also in ``qat_heads`` (the first requested
+    head if none is): fine-tuning is paid once, each extra QAT head is one more conversion.
+    """
+    out = [
+        Variant(h, p) for p in options.precisions if p is not Precision.QAT for h in options.heads
+    ]
+    if Precision.QAT in options.precisions and options.heads:
+        wanted = options.heads if options.qat_heads is None else options.qat_heads
+        qat_heads = [h for h in options.heads if h in wanted] or [options.heads[0]]
+        out += [Variant(h, Precision.QAT) for h in qat_heads]
+    return out
+
+
+def _read_train_json(folder: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((folder / "train.json").read_text())
+    except ValueError as exc:
+        raise ModelError(f"{folder}/train.json is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("input"), dict):
+        raise ModelError(f"{folder}/train.json has no 'input' section")
+    return data
+
+
+def _load_keras(folder: Path) -> tuple[Any, dict[str, Any]]:
+    try:  # the trainer's loader when it exists (docs/model-folder.md)
+        from harness.train import model_folder  # type: ignore[attr-defined]
+    except ImportError:
+        model_folder = None
+    if model_folder is not None and hasattr(model_folder, "load"):
+        model, train_json = model_folder.load(folder)
+        return model, dict(train_json)
+    from harness import tfcompat
+
+    train_json = _read_train_json(folder)
+    keras = tfcompat.keras()
+    try:
+        model = keras.models.load_model(folder / "model.keras", compile=False)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelError(f"{folder}/model.keras cannot be loaded: {first[:200]}") from exc
+    return model, train_json
+
+
+def load_model_folder(path: Path) -> ModelFolder:
+    """Load and validate a model folder; ModelError (one line) if it is not usable."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ModelError(f"{folder} is not a model folder (no such directory)")
+    missing = [n for n in ("model.keras", "train.json") if not (folder / n).is_file()]
+    if missing:
+        raise ModelError(f"{folder} is not a model folder (missing {', '.join(missing)})")
+    model, train_json = _load_keras(folder)
+    if isinstance(model.output_shape, list) or len(model.inputs) != 1:
+        raise ModelError(f"{folder}: the model must have one input and one output")
+    out_shape = tuple(model.output_shape)
+    in_shape = tuple(model.input_shape)
+    if len(out_shape) != 4 or out_shape[-1] != 2:
+        raise ModelError(
+            f"{folder}: the model outputs {list(out_shape)}, expected 2-channel logits [N, H, W, 2]"
+        )
+    out_meta = train_json.get("output", {})
+    if out_meta.get("kind", "logits") != "logits" or int(out_meta.get("channels", 2)) != 2:
+        raise ModelError(f"{folder}: train.json output is {out_meta}, expected 2-channel logits")
+    if len(in_shape) != 4 or None in in_shape[1:]:
+        raise ModelError(f"{folder}: the model input {list(in_shape)} is not [N, H, W, C]")
+    inp = train_json["input"]
+    declared = (inp.get("height"), inp.get("width"), inp.get("channels"))
+    if declared != tuple(in_shape[1:]):
+        raise ModelError(
+            f"{folder}: train.json input {list(declared)} does not match the model "
+            f"{list(in_shape[1:])}"
+        )
+    norm = Normalization.from_dict(inp.get("normalization"))
+    return ModelFolder(
+        path=folder,
+        model=model,
+        train_json=train_json,
+        input_shape=(int(in_shape[1]), int(in_shape[2]), int(in_shape[3])),
+        normalization=norm,
+        foreground_channel=int(out_meta.get("foreground_channel", 1)),
+    )
+
+
+def default_data_provider(mf: ModelFolder) -> DataProvider:
+    """Data per train.json via ``harness.train.data`` (synthetic or folder source).
+
+    Synthetic: ``synthetic_portraits(n_train + n_val, size, seed, channels)``, the first
+    ``n_train`` for training and the last ``n_val`` for validation.
+    """
+    data = mf.train_json.get("data", {})
+    source = data.get("source")
+    size, _, channels = mf.input_shape
+    cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def provider(split: str) -> tuple[np.ndarray, np.ndarray]:
+        if not cache:
+            try:
+                from harness.train import data as train_data
+            except ImportError as exc:
+                raise ModelError(
+                    "harness.train.data is not available to draw training data"
+                ) from exc
+            n_train, n_val = int(data.get("n_train", 0)), int(data.get("n_val", 0))
+            if source == "synthetic":
+                images, masks = train_data.synthetic_portraits(
+                    n_train + n_val, size, int(data.get("seed", 0)), channels=channels
+                )
+            elif source == "folder" or (isinstance(source, str) and Path(source).is_dir()):
+                folder = data.get("path", source)
+                images, masks = train_data.load_folder(Path(folder), size, channels=channels)
+                n_val = n_val or max(1, int(len(images) * float(data.get("val_ratio", 0.1))))
+                n_train = len(images) - n_val
+            else:
+                raise ModelError(f"train.json data.source {source!r}: no data provider for it")
+            cache["train"] = (images[:n_train], masks[:n_train])
+            cache["val"] = (images[len(images) - n_val :], masks[len(images) - n_val :])
+        return cache[split]
+
+    return provider
+
+
+def _finite(value: float | None, digits: int = 8) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return float(f"{value:.{digits}g}")
+
+
+def _specs(tm: TfliteModel, head: Head, mf: ModelFolder) -> tuple[InputSpec, OutputSpec]:
+    t_in, t_out = tm.inputs[0], tm.outputs[0]
+    semantics, activation, channels = heads_mod.output_semantics(head)
+    inp = mf.train_json["input"]
+    input_spec = InputSpec(
+        name=t_in.name,
+        index=t_in.index,
+        shape=t_in.shape,
+        dtype=t_in.dtype,
+        normalization=mf.normalization,
+        quantization=t_in.quantization,
+        color=str(inp.get("color", "RGB")),
+        layout=str(inp.get("layout", "NHWC")),
+    )
+    output_spec = OutputSpec(
+        name=t_out.name,
+        index=t_out.index,
+        shape=t_out.shape,
+        dtype=t_out.dtype,
+        semantics=semantics,
+        activation=activation,
+        channels=channels,
+        foreground_channel=mf.foreground_channel if channels == 2 else None,
+        quantization=t_out.quantization,
+    )
+    return input_spec, output_spec
+
+
+def _accuracy(
+    head: Head,
+    fg_prob: np.ndarray,
+    mask: np.ndarray,
+    float_logits: np.ndarray,
+    eval_set: EvalSet,
+    fg: int,
+) -> dict[str, Any]:
+    float_mask = heads_mod.apply_numpy(Head.ARGMAX, float_logits, fg)
+    float_prob = heads_mod.float_fg_prob(head, float_logits, fg)
+    vs_float: dict[str, Any] = {
+        "mask_iou": _finite(metrics.iou(mask, float_mask)),
+        "mask_agreement": _finite(metrics.pixel_accuracy(mask, float_mask)),
+        "fg_prob_max_abs_error": None,
+        "fg_prob_mean_abs_error": None,
+    }
+    if float_prob is not None:
+        vs_float["fg_prob_max_abs_error"] = _finite(metrics.max_abs_error(fg_prob, float_prob))
+        vs_float["fg_prob_mean_abs_error"] = _finite(metrics.mean_abs_error(fg_prob, float_prob))
+    out: dict[str, Any] = {"eval_set": eval_set.fingerprint, "vs_float": vs_float}
+    if eval_set.masks is not None:
+        out["vs_ground_truth"] = {
+            "mask_iou": _finite(metrics.iou(mask, eval_set.masks)),
+            "pixel_accuracy": _finite(metrics.pixel_accuracy(mask, eval_set.masks)),
+        }
+    return out
+
+
+def _existing_manifest(mf: ModelFolder, model_sha: str) -> Manifest:
+    fresh = Manifest(model=mf.name, source=_source(mf, model_sha))
+    try:
+        old = read_manifest(mf.path)
+    except HarnessError:
+        return fresh
+    if old.source.get("model_sha256") != model_sha:
+        return fresh  # the model changed: earlier variants are stale
+    kept = tuple(r for r in old.variants if (mf.path / r.file).is_file())
+    return replace(old, variants=kept, source=fresh.source)
+
+
+def _source(mf: ModelFolder, model_sha: str) -> dict[str, Any]:
+    from harness import tfcompat
+
+    return {
+        "model_sha256": model_sha,
+        "arch": mf.train_json.get("arch"),
+        "input": mf.train_json.get("input"),
+        "foreground_channel": mf.foreground_channel,
+        "tensorflow": tfcompat.tf().__version__,
+    }
+
+
+def convert_model(
+    path: Path,
+    options: ConvertOptions | None = None,
+    *,
+    data: DataProvider | None = None,
+    progress: ProgressFn | None = None,
+) -> Manifest:
+    """Build the requested variants of the model folder at ``path``; returns the manifest."""
+    from harness.convert.quantize import convert_variant, make_qat_model
+
+    options = options or ConvertOptions()
+    plan = plan_variants(options)
+    if not plan:
+        raise ModelError("nothing to convert: no heads or precisions requested")
+    mf = load_model_folder(path)  # validates before anything is written
+    provider = data or default_data_provider(mf)
+    report = progress or (lambda _m, _d, _t: None)
+    total = len(plan) + 1
+    needs_train = any(v.precision.integer_io for v in plan)
+
+    report("preparing data", 0, total)
+    x_rep = x_train = y_train = None
+    if needs_train:
+        images, masks = provider("train")
+        if len(images) == 0:
+            raise ModelError("the training split is empty: no representative data")
+        x_train = normalize(images, mf.normalization)
+        y_train = masks
+        x_rep = x_train[: options.representative_samples]
+    eval_set = float_logits = None
+    float_model: dict[str, Any] | None = None
+    if options.accuracy:
+        images, masks = provider("val")
+        eval_set = EvalSet(f"{mf.name}-val", images, masks).head(options.eval_samples)
+        float_logits = mf.model.predict(
+            normalize(eval_set.images, mf.normalization), batch_size=8, verbose=0
+        )
+        float_mask = heads_mod.apply_numpy(Head.ARGMAX, float_logits, mf.foreground_channel)
+        if eval_set.masks is not None:
+            float_model = {
+                "vs_ground_truth": {
+                    "mask_iou": _finite(metrics.iou(float_mask, eval_set.masks)),
+                    "pixel_accuracy": _finite(metrics.pixel_accuracy(float_mask, eval_set.masks)),
+                }
+            }
+
+    model_sha = hashlib.sha256((mf.path / "model.keras").read_bytes()).hexdigest()
+    manifest = _existing_manifest(mf, model_sha)
+    manifest = replace(
+        manifest,
+        eval_set=eval_set.describe() if eval_set is not None else manifest.eval_set,
+        float_model=float_model if float_model is not None else manifest.float_model,
+    )
+    qat_model = None
+    for done, variant in enumerate(plan, start=1):
+        report(f"converting {variant.id}", done, total)
+        converter_info: dict[str, Any] = {}
+        model = mf.model
+        if variant.precision.integer_io:
+            converter_info["representative_samples"] = len(x_rep)
+            converter_info["io_dtype"] = "int8"
+        if variant.precision is Precision.QAT:
+            if qat_model is None:
+                report(f"QAT fine-tuning ({options.qat_epochs} epochs)", done, total)
+                n = options.qat_samples
+                qat_model = make_qat_model(
+                    mf.model, x_train[:n], y_train[:n], epochs=options.qat_epochs
+                )
+            model = qat_model
+            converter_info.update(
+                qat_epochs=options.qat_epochs, qat_samples=min(options.qat_samples, len(x_train))
+            )
+        blob = convert_variant(
+            model,
+            variant.head,
+            variant.precision,
+            representative=x_rep,
+            foreground_channel=mf.foreground_channel,
+        )
+        target = mf.path / "variants" / variant.filename
+        atomic_write_bytes(target, blob)
+        tm = read_tflite(target)
+        input_spec, output_spec = _specs(tm, variant.head, mf)
+        accuracy = None
+        if eval_set is not None:
+            ref = reference_outputs(
+                target,
+                eval_set,
+                input_spec,
+                output_spec,
+                cache_dir=mf.path / "reference",
+                num_threads=options.num_threads,
+            )
+            accuracy = _accuracy(
+                variant.head, ref.fg_prob, ref.mask, float_logits, eval_set, mf.foreground_channel
+            )
+        record = VariantRecord(
+            variant=variant,
+            file=f"variants/{variant.filename}",
+            sha256=tm.sha256,
+            size=tm.size,
+            input=input_spec,
+            output=output_spec,
+            ops=tm.op_names,
+            gpu=gpu_verdict(tm),
+            accuracy=accuracy,
+            converter=converter_info,
+        )
+        manifest = manifest.with_records([record])
+        write_manifest(mf.path, manifest)
+    report("done", total, total)
+    if not manifest.variants:
+        raise ConversionFailed("no variant was written")
+    return manifest

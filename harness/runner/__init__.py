@@ -1,0 +1,39 @@
+"""The on-device runner: TFLite ``benchmark_model`` command lines and log parsing (pure)."""
+
+from harness.runner.flags import DEFAULT_BINARY, BenchmarkInvocation, Delegate, InputLayer, parse_delegate
+from harness.runner.logparse import (
+    BenchmarkLog,
+    DelegateVerdict,
+    GpuBackend,
+    OpProfileRow,
+    OpTypeSummary,
+    Replacement,
+    RunPhase,
+    RunStats,
+    UnsupportedOp,
+    Verdict,
+    parse_log,
+)
+from harness.runner.tool import WrongBenchmarkTool, ensure_official_tool, is_compiled_model_tool
+
+__all__ = [
+    "DEFAULT_BINARY",
+    "BenchmarkInvocation",
+    "BenchmarkLog",
+    "Delegate",
+    "DelegateVerdict",
+    "GpuBackend",
+    "InputLayer",
+    "OpProfileRow",
+    "OpTypeSummary",
+    "Replacement",
+    "RunPhase",
+    "RunStats",
+    "UnsupportedOp",
+    "Verdict",
+    "WrongBenchmarkTool",
+    "ensure_official_tool",
+    "is_compiled_model_tool",
+    "parse_delegate",
+    "parse_log",
+]

@@ -1,0 +1,221 @@
+"""Delegate names and the ``benchmark_model`` command line (FACTS.md §1).
+
+Pure: nothing here touches a device. :class:`BenchmarkInvocation` turns what the harness wants
+measured into the argv of the official TFLite ``benchmark_model``; quoting for ``adb shell`` is
+the caller's job (``shlex.join``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from harness.errors import UsageError
+
+__all__ = [
+    "DEFAULT_BINARY",
+    "BenchmarkInvocation",
+    "Delegate",
+    "InputLayer",
+    "parse_delegate",
+]
+
+DEFAULT_BINARY = "/data/local/tmp/benchmark_model"
+
+
+@dataclass(frozen=True)
+class _DelegateSpec:
+    flags: tuple[str, ...]
+    gpu: bool = False
+    precision: str = "fp32"  # arithmetic the accelerator is allowed to use
+    backend: str = ""  # gpu backend forced by the flags ("" = the tool's choice: CL, then GL)
+    fixed_threads: int | None = None
+
+
+class Delegate(Enum):
+    """What runs the model. ``gpu`` (FP16, precision loss allowed) is the harness default."""
+
+    CPU = "cpu"
+    CPU1 = "cpu1"
+    GPU = "gpu"
+    GPU_FP32 = "gpu-fp32"
+    GPU_CL = "gpu-cl"
+    GPU_GL = "gpu-gl"
+    NNAPI = "nnapi"
+
+    @property
+    def spec(self) -> _DelegateSpec:
+        return _DELEGATES[self]
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """The delegate's own flags (threads are added by :class:`BenchmarkInvocation`)."""
+        return self.spec.flags
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.spec.gpu
+
+    @property
+    def precision(self) -> str:
+        return self.spec.precision
+
+    @property
+    def gpu_backend(self) -> str:
+        return self.spec.backend
+
+
+_FP16 = "--gpu_precision_loss_allowed=true"
+_DELEGATES: dict[Delegate, _DelegateSpec] = {
+    Delegate.CPU: _DelegateSpec(("--use_gpu=false",)),
+    Delegate.CPU1: _DelegateSpec(("--use_gpu=false",), fixed_threads=1),
+    Delegate.GPU: _DelegateSpec(("--use_gpu=true", _FP16), gpu=True, precision="fp16"),
+    Delegate.GPU_FP32: _DelegateSpec(
+        ("--use_gpu=true", "--gpu_precision_loss_allowed=false"), gpu=True
+    ),
+    Delegate.GPU_CL: _DelegateSpec(
+        ("--use_gpu=true", _FP16, "--gpu_backend=cl"), gpu=True, precision="fp16", backend="cl"
+    ),
+    Delegate.GPU_GL: _DelegateSpec(
+        ("--use_gpu=true", _FP16, "--gpu_backend=gl"), gpu=True, precision="fp16", backend="gl"
+    ),
+    Delegate.NNAPI: _DelegateSpec(("--use_gpu=false", "--use_nnapi=true")),
+}
+
+
+def parse_delegate(name: str | Delegate) -> Delegate:
+    """``"gpu-fp32"`` -> :attr:`Delegate.GPU_FP32`; unknown names are a usage error."""
+    if isinstance(name, Delegate):
+        return name
+    try:
+        return Delegate(name.strip().lower())
+    except ValueError:
+        known = ", ".join(d.value for d in Delegate)
+        raise UsageError(f"unknown delegate {name!r}; known delegates: {known}") from None
+
+
+@dataclass(frozen=True)
+class InputLayer:
+    """One model input fed from a raw file already on the device (same bytes every run)."""
+
+    name: str
+    shape: tuple[int, ...]
+    value_file: str | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        except (TypeError, ValueError):
+            raise UsageError(f"input layer {self.name!r}: bad shape {self.shape!r}") from None
+        if not self.name or any(c in self.name for c in ",\n\0"):
+            raise UsageError(f"input layer name {self.name!r} cannot be passed to benchmark_model")
+        if not self.shape or any(d <= 0 for d in self.shape):
+            raise UsageError(f"input layer {self.name!r}: shape must be positive, got {self.shape}")
+        if self.value_file is not None and (
+            not self.value_file or any(c in self.value_file for c in ",\n\0")
+        ):
+            raise UsageError(f"input value file {self.value_file!r} cannot contain ',' or newlines")
+
+
+def _escape_colon(text: str) -> str:
+    # benchmark_model splits "name:path" on a single ':' and turns '::' back into ':'.
+    return text.replace(":", "::")
+
+
+def _num(value: float) -> str:
+    return repr(float(value)) if float(value) != int(value) else str(int(value))
+
+
+@dataclass(frozen=True)
+class BenchmarkInvocation:
+    """One ``benchmark_model`` run. ``exact_counts`` makes warmup/regular run counts exact by
+    zeroing the minimum durations (the tool's loop runs ``while (run < num_runs || now <
+    min_finish) && now <= max_finish``); ``max_secs`` still caps a slow model."""
+
+    graph: str
+    delegate: Delegate = Delegate.GPU
+    threads: int | None = None
+    warmup_runs: int = 1
+    runs: int = 50
+    exact_counts: bool = True
+    max_secs: float | None = None
+    run_delay: float | None = None
+    inputs: tuple[InputLayer, ...] = ()
+    output_filepath: str | None = None
+    delegate_serialize_dir: str | None = None
+    delegate_serialize_token: str | None = None
+    enable_op_profiling: bool = False
+    report_peak_memory_footprint: bool = False
+    require_full_delegation: bool = False
+    use_xnnpack: bool | None = None
+    extra_flags: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "delegate", parse_delegate(self.delegate))
+        if not self.graph or "\n" in self.graph:
+            raise UsageError("benchmark_model needs a --graph path")
+        if self.threads is not None and self.threads != -1 and self.threads < 1:
+            raise UsageError(f"threads must be >= 1 (or -1 for the tool default), got {self.threads}")
+        if self.warmup_runs < 0 or self.runs < 0:
+            raise UsageError("warmup_runs and runs must be >= 0")
+        if self.max_secs is not None and self.max_secs <= 0:
+            raise UsageError("max_secs must be > 0")
+        if bool(self.delegate_serialize_dir) != bool(self.delegate_serialize_token):
+            raise UsageError("delegate_serialize_dir and delegate_serialize_token go together")
+        if any(not f.startswith("--") for f in self.extra_flags):
+            raise UsageError("extra benchmark_model flags must look like --name=value")
+        if self.inputs and any(i.value_file for i in self.inputs):
+            names = [i.name for i in self.inputs]
+            if len(set(names)) != len(names):
+                raise UsageError(f"duplicate input layer names: {names}")
+
+    @property
+    def effective_threads(self) -> int | None:
+        fixed = self.delegate.spec.fixed_threads
+        return fixed if fixed is not None else self.threads
+
+    def flags(self) -> list[str]:
+        """The flags, in a stable order (graph first)."""
+        out = [f"--graph={self.graph}"]
+        threads = self.effective_threads
+        if threads is not None:
+            out.append(f"--num_threads={threads}")
+        out += [f"--warmup_runs={self.warmup_runs}", f"--num_runs={self.runs}"]
+        if self.exact_counts:
+            out += ["--warmup_min_secs=0", "--min_secs=0"]
+        if self.max_secs is not None:
+            out.append(f"--max_secs={_num(self.max_secs)}")
+        if self.run_delay is not None:
+            out.append(f"--run_delay={_num(self.run_delay)}")
+        out += list(self.delegate.flags)
+        if self.use_xnnpack is not None:
+            out.append(f"--use_xnnpack={'true' if self.use_xnnpack else 'false'}")
+        if self.require_full_delegation:
+            out.append("--require_full_delegation=true")
+        if self.inputs:
+            out.append("--input_layer=" + ",".join(i.name for i in self.inputs))
+            out.append(
+                "--input_layer_shape=" + ":".join(",".join(map(str, i.shape)) for i in self.inputs)
+            )
+            files = [
+                f"{_escape_colon(i.name)}:{_escape_colon(i.value_file)}"
+                for i in self.inputs
+                if i.value_file
+            ]
+            if files:
+                out.append("--input_layer_value_files=" + ",".join(files))
+        if self.output_filepath:
+            out.append(f"--output_filepath={self.output_filepath}")
+        if self.delegate_serialize_dir:
+            out.append(f"--delegate_serialize_dir={self.delegate_serialize_dir}")
+            out.append(f"--delegate_serialize_token={self.delegate_serialize_token}")
+        if self.enable_op_profiling:
+            out.append("--enable_op_profiling=true")
+        if self.report_peak_memory_footprint:
+            out.append("--report_peak_memory_footprint=true")
+        out += list(self.extra_flags)
+        return out
+
+    def argv(self, binary: str = DEFAULT_BINARY) -> list[str]:
+        """``[binary, *flags]``; join with ``shlex.join`` for ``adb shell``."""
+        return [binary, *self.flags()]

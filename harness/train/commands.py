@@ -1,0 +1,128 @@
+"""``harness train``: train a segmentation net into a model folder.
+
+Thin: parse options, build a :class:`~harness.train.config.TrainConfig`, call
+:func:`harness.train.trainer.run`. TensorFlow is imported only when training starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from harness.errors import UsageError
+from harness.train import augment as aug
+from harness.train.config import DEFAULTS, TrainConfig, merge_for_resume
+from harness.ui import console
+
+
+def _list_archs() -> None:
+    from rich.table import Table
+
+    from harness.train import nets
+
+    table = Table(title="Architectures (harness train --arch NAME)", title_justify="left")
+    for col in ("name", "params @128, 3ch", "boundary head", "input sizes", "description"):
+        table.add_column(col, overflow="fold")
+    for arch in nets.ARCHS.values():
+        params = nets.count_params(nets.build(arch.name, 128).inference)
+        sizes = f"{nets.MIN_INPUT_SIZE}-{nets.MAX_INPUT_SIZE}, multiple of {arch.stride}"
+        table.add_row(arch.name, f"{params:,}", "yes (training only)" if arch.boundary_head
+                      else "no", sizes, arch.summary)  # fmt: skip
+    console().print(table)
+
+
+def _resume_config(out: Path, given: dict[str, Any]) -> TrainConfig:
+    from harness.train.model_folder import ModelFolder, read_json
+
+    folder = ModelFolder(out)
+    if not folder.train_json.is_file():
+        raise UsageError(f"nothing to resume in {out} (no train.json; check --out)")
+    stored = read_json(folder.train_json).get("config")
+    if not isinstance(stored, dict):
+        raise UsageError(f"{folder.train_json} has no stored config; it cannot be resumed")
+    return merge_for_resume(TrainConfig.from_json(stored), {**given, "out": str(out)})
+
+
+def train(
+    data: str | None = typer.Option(
+        None, "--data", help="DIR with images/ + masks/ (paired by file stem; optional mattes/), "
+        "or 'synthetic'. (default: synthetic)"),  # fmt: skip
+    arch: str | None = typer.Option(None, "--arch", help="Architecture (see --list-archs). "
+                                    f"(default: {DEFAULTS['arch')}]"),  # fmt: skip
+    list_archs: bool = typer.Option(False, "--list-archs", help="List architectures and exit."),
+    width: float | None = typer.Option(None, "--width", help="Width multiplier. (default: 1.0)"),
+    channels: int | None = typer.Option(
+        None, "--channels", help="3 (RGB) or 4 (RGB + prior mask, for video). (default: 3)"),  # fmt: skip
+    input_size: int | None = typer.Option(
+        None, "--input-size", help="Square input size, 128-512, a multiple of the arch's "
+        f"stride. (default: {DEFAULTS['input_size')}]"),  # fmt: skip
+    epochs: int | None = typer.Option(None, "--epochs", help=f"(default: {DEFAULTS['epochs')}]"),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help=f"(default: {DEFAULTS['batch_size')}]"),  # fmt: skip
+    lr: float | None = typer.Option(
+        None, "--lr", help=f"Peak learning rate (Adam, cosine decay). (default: {DEFAULTS['lr')}]"),  # fmt: skip
+    val_ratio: float | None = typer.Option(
+        None, "--val-ratio", help="Share of samples held out for validation (deterministic "
+        f"from --seed and file names). (default: {DEFAULTS['val_ratio')}]"),  # fmt: skip
+    checkpoint_every: int | None = typer.Option(
+        None, "--checkpoint-every", help="Write checkpoints/epoch-NNN.keras every N epochs. "
+        f"(default: {DEFAULTS['checkpoint_every')}]"),  # fmt: skip
+    out: Path | None = typer.Option(
+        None, "--out", help="Model folder to write. (default: models/ARCH-SIZE)"),  # fmt: skip
+    weights: str | None = typer.Option(
+        None, "--weights", help="Fine-tune from a .keras file or model folder of the same arch."),  # fmt: skip
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run in --out from its last finished epoch."),  # fmt: skip
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace a model already in --out."),  # fmt: skip
+    seed: int | None = typer.Option(None, "--seed", help="(default: 0)"),
+    samples: int | None = typer.Option(
+        None, "--samples", help=f"Synthetic dataset size. (default: {DEFAULTS['samples')}]"),  # fmt: skip
+    augment: str | None = typer.Option(
+        None, "--augment", help="Augmentations to use: 'all', 'none' or a comma list of: "
+        + ", ".join(aug.ORDER) + ". (default: all)"),  # fmt: skip
+    no_augment: bool = typer.Option(False, "--no-augment", help="Switch all augmentations off."),
+    loss: str | None = typer.Option(
+        None, "--loss", help=f"Segmentation loss: ce or focal. (default: {DEFAULTS['loss')}]"),  # fmt: skip
+    boundary_weight: float | None = typer.Option(
+        None, "--boundary-weight", help="Weight of the boundary loss (0 = off). "
+        f"(default: {DEFAULTS['boundary_weight')}]"),  # fmt: skip
+    matting_weight: float | None = typer.Option(
+        None, "--matting-weight", help="Weight of the matting loss, used when the data has "
+        f"alpha mattes (0 = off). (default: {DEFAULTS['matting_weight')}]"),  # fmt: skip
+) -> None:
+    """Train a portrait-segmentation net (2-channel logits) into a model folder."""
+    if list_archs:
+        _list_archs()
+        return
+    augmentations = aug.parse(augment, disabled=no_augment) if (augment or no_augment) else None
+    given: dict[str, Any] = {
+        "arch": arch, "width": width, "input_size": input_size, "channels": channels,
+        "data": data, "samples": samples, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+        "val_ratio": val_ratio, "checkpoint_every": checkpoint_every, "seed": seed,
+        "augment": None if augmentations is None else tuple(augmentations), "loss": loss,
+        "boundary_weight": boundary_weight, "matting_weight": matting_weight,
+        "weights": weights,
+    }  # fmt: skip
+    if resume:
+        if overwrite:
+            raise UsageError("--resume and --overwrite cannot be used together")
+        default_out = TrainConfig(arch=arch or DEFAULTS["arch"],
+                                  input_size=input_size or DEFAULTS["input_size"]).out_path  # fmt: skip
+        config = _resume_config(out or default_out, given)
+    else:
+        config = TrainConfig(**{k: v for k, v in given.items() if v is not None},
+                             out=None if out is None else str(out))  # fmt: skip
+
+    from harness.train import trainer
+
+    result = trainer.run(config, resume=resume, overwrite=overwrite)
+    minutes, seconds = divmod(int(result.seconds), 60)
+    console().print(
+        f"[green]done[/]: best val IoU [bold]{result.best_val_iou:.4f}[/] at epoch "
+        f"{result.best_epoch} ({len(result.epochs)} epochs, {minutes}m{seconds:02d}s) -> "
+        f"{result.folder}",
+        highlight=False,
+    )
