@@ -53,9 +53,20 @@ def main() -> dict:
                     assert result.bytes_sent == SIZE
                     hashed_s.append(time.perf_counter() - t)
                 else:
-                    subprocess.run([adb.adb_binary(), "-P", str(server.port), "-s", record.serial,
-                                    "push", str(src), f"/data/local/tmp/bench/a{i}.bin"],
-                                   check=True, capture_output=True)
+                    subprocess.run(
+                        [
+                            adb.adb_binary(),
+                            "-P",
+                            str(server.port),
+                            "-s",
+                            record.serial,
+                            "push",
+                            str(src),
+                            f"/data/local/tmp/bench/a{i}.bin",
+                        ],
+                        check=True,
+                        capture_output=True,
+                    )
                     adb_s.append(time.perf_counter() - t)
         dev.push(src, "/data/local/tmp/bench/again.bin")
         t = time.perf_counter()
@@ -69,8 +80,11 @@ def main() -> dict:
         adb_shell = []
         for _ in range(10):
             t = time.perf_counter()
-            subprocess.run([adb.adb_binary(), "-P", str(server.port), "-s", record.serial,
-                            "shell", "true"], check=True, capture_output=True)
+            subprocess.run(
+                [adb.adb_binary(), "-P", str(server.port), "-s", record.serial, "shell", "true"],
+                check=True,
+                capture_output=True,
+            )
             adb_shell.append(time.perf_counter() - t)
     result = {
         "file_mb": SIZE / 2**20,

@@ -17,8 +17,11 @@ from harness.ui import console
 def run(adb_values: list[str] | None = None, keep: bool = False) -> None:
     servers = adb.resolve_servers(adb_values)
     entries = adb.list_devices(servers)
-    real = [e for e in entries if e.state == "device" and adb.match(e, "SM-G973")
-            and not e.serial.startswith("127.0.0.1:")]
+    real = [
+        e
+        for e in entries
+        if e.state == "device" and adb.match(e, "SM-G973") and not e.serial.startswith("127.0.0.1:")
+    ]
     started = None
     if real:
         serial = real[0].serial

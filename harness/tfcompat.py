@@ -14,7 +14,9 @@ from types import ModuleType
 
 def _prepare_env() -> None:
     if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") != "1":
-        raise RuntimeError("tensorflow was imported before harness.tfcompat set TF_USE_LEGACY_KERAS")
+        raise RuntimeError(
+            "tensorflow was imported before harness.tfcompat set TF_USE_LEGACY_KERAS"
+        )
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -56,8 +56,9 @@ def start_phone(adb_server: AdbServer):
     started: list[str] = []
 
     def _start(profile: str = "SM-G973F", port: int | None = None, faults: tuple[str, ...] = ()):
-        record = manager.start(profile, port=port or free_port(), servers=[adb_server],
-                               faults=faults)
+        record = manager.start(
+            profile, port=port or free_port(), servers=[adb_server], faults=faults
+        )
         started.append(record.serial)
         return record
 
@@ -69,5 +70,9 @@ def start_phone(adb_server: AdbServer):
 
 def adb_cli(server: AdbServer, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     """The plain adb binary, talking to the same server."""
-    return subprocess.run([adb_mod.adb_binary(), "-P", str(server.port), *args],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [adb_mod.adb_binary(), "-P", str(server.port), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

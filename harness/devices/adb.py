@@ -8,6 +8,7 @@ selected by serial, by model-code prefix (``SM-G973`` matches SM-G973F/U/N) or b
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import socket
@@ -47,7 +48,9 @@ def parse_server(text: str) -> AdbServer:
     host, sep, port_text = text.rpartition(":")
     if not sep:
         host, port_text = (
-            (config.DEFAULT_ADB_HOST, text) if text.isdigit() else (text, str(config.DEFAULT_ADB_PORT))
+            (config.DEFAULT_ADB_HOST, text)
+            if text.isdigit()
+            else (text, str(config.DEFAULT_ADB_PORT))
         )
     if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise UsageError(f"--adb expects HOST:PORT, got {text!r}")
@@ -85,7 +88,10 @@ def ensure_server(server: AdbServer, start: bool = True) -> AdbServer:
     try:
         proc = subprocess.run(
             [adb_binary(), "-P", str(server.port), "start-server"],
-            env=env, capture_output=True, timeout=30, text=True,
+            env=env,
+            capture_output=True,
+            timeout=30,
+            text=True,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise AdbUnavailable(f"cannot start the adb server on port {server.port}: {exc}") from exc
@@ -96,17 +102,14 @@ def ensure_server(server: AdbServer, start: bool = True) -> AdbServer:
         time.sleep(0.1)
     detail = (proc.stderr or proc.stdout).strip().splitlines()
     raise AdbUnavailable(
-        f"cannot start the adb server on port {server.port}"
-        + (f": {detail[-1]}" if detail else "")
+        f"cannot start the adb server on port {server.port}" + (f": {detail[-1]}" if detail else "")
     )
 
 
 def kill_server(server: AdbServer) -> None:
     if server_reachable(server):
-        try:
+        with contextlib.suppress(adbutils.AdbError):
             server.client().server_kill()
-        except adbutils.AdbError:
-            pass
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,9 @@ def list_devices(servers: Iterable[AdbServer], start: bool = True) -> list[Devic
         try:
             infos = server.client().list(extended=True)
         except (adbutils.AdbError, OSError) as exc:
-            raise AdbUnavailable(f"adb server {server.address} failed to list devices: {exc}") from exc
+            raise AdbUnavailable(
+                f"adb server {server.address} failed to list devices: {exc}"
+            ) from exc
         for info in infos:
             tags = dict(info.tags)
             tid = tags.get("transport_id", "")
@@ -191,7 +196,9 @@ def select_devices(entries: Sequence[DeviceEntry], patterns: Sequence[str]) -> l
             return usable
         if not usable:
             raise DeviceNotFound(_describe(entries))
-        raise DeviceNotFound(f"several devices connected, pick one with --device; {_describe(entries)}")
+        raise DeviceNotFound(
+            f"several devices connected, pick one with --device; {_describe(entries)}"
+        )
     chosen: list[DeviceEntry] = []
     for pattern in patterns:
         exact = [e for e in entries if e.serial == pattern]
@@ -205,7 +212,11 @@ def select_devices(entries: Sequence[DeviceEntry], patterns: Sequence[str]) -> l
             if entry.state != "device":
                 raise DeviceUnavailable(
                     f"device {entry.serial} is {entry.state}"
-                    + (": accept the USB debugging prompt on the phone" if entry.state == "unauthorized" else "")
+                    + (
+                        ": accept the USB debugging prompt on the phone"
+                        if entry.state == "unauthorized"
+                        else ""
+                    )
                 )
             if entry not in chosen:
                 chosen.append(entry)

@@ -42,8 +42,13 @@ def devices(
         rows.append((entry, info))
     if as_json:
         payload = [
-            {"serial": e.serial, "state": e.state, "server": e.server.address,
-             "model": e.model_code, **({"info": i.to_json()} if i else {})}
+            {
+                "serial": e.serial,
+                "state": e.state,
+                "server": e.server.address,
+                "model": e.model_code,
+                **({"info": i.to_json()} if i else {}),
+            }
             for e, i in rows
         ]
         typer.echo(json.dumps(payload, indent=2))
@@ -53,18 +58,32 @@ def devices(
         table.add_column(col, overflow="fold")
     for entry, info in rows:
         if info is None:
-            table.add_row(entry.serial, entry.model_code or "?", "", "", "", "", "",
-                          f"[red]{entry.state}[/]")
+            table.add_row(
+                entry.serial, entry.model_code or "?", "", "", "", "", "", f"[red]{entry.state}[/]"
+            )
             continue
         model = info.model + (" [magenta](virtual)[/]" if info.virtual else "")
-        battery = (f"{info.battery_level}% {info.battery_temp_c:.0f}°C"
-                   if info.battery_level is not None and info.battery_temp_c is not None else "?")
+        battery = (
+            f"{info.battery_level}% {info.battery_temp_c:.0f}°C"
+            if info.battery_level is not None and info.battery_temp_c is not None
+            else "?"
+        )
         cpu = f"{info.cores}c {_ghz(max(info.cpu_max_khz))}GHz" if info.cpu_max_khz else "?"
-        table.add_row(entry.serial, model, info.soc, info.gpu,
-                      f"{info.android_release}/{info.sdk}", cpu, battery, "[green]ok[/]")
+        table.add_row(
+            entry.serial,
+            model,
+            info.soc,
+            info.gpu,
+            f"{info.android_release}/{info.sdk}",
+            cpu,
+            battery,
+            "[green]ok[/]",
+        )
     if not rows:
-        console().print("no devices connected; start a virtual one: "
-                        "[bold]harness virtual start --profile SM-G973F[/]")
+        console().print(
+            "no devices connected; start a virtual one: "
+            "[bold]harness virtual start --profile SM-G973F[/]"
+        )
         return
     console().print(table)
 
@@ -81,8 +100,11 @@ def probe(
     if as_json:
         typer.echo(json.dumps(info.to_json(), indent=2))
         return
-    table = Table(title=f"{info.serial}: {info.model}" + (" (virtual)" if info.virtual else ""),
-                  title_justify="left", show_header=False)
+    table = Table(
+        title=f"{info.serial}: {info.model}" + (" (virtual)" if info.virtual else ""),
+        title_justify="left",
+        show_header=False,
+    )
     table.add_column("field", style="bold")
     table.add_column("value")
     rows = [
@@ -92,12 +114,18 @@ def probe(
         ("GLES", info.gles or "?"),
         ("board platform", info.board_platform),
         ("hardware / egl", f"{info.hardware} / {info.egl}"),
-        ("ABI", info.abi + (f" (emulating {info.props.get('ro.harness.emulated_abi')})"
-                            if info.virtual else "")),
+        (
+            "ABI",
+            info.abi
+            + (f" (emulating {info.props.get('ro.harness.emulated_abi')})" if info.virtual else ""),
+        ),
         ("Android", f"{info.android_release} (SDK {info.sdk})"),
         ("CPU", f"{info.cores} cores: {_cpu_summary(info)}; big cores {info.big_cores()}"),
-        ("thermal", ", ".join(f"{z.type} {z.temp_c:.1f}°C" for z in info.thermal
-                              if z.temp_c is not None) or "?"),
+        (
+            "thermal",
+            ", ".join(f"{z.type} {z.temp_c:.1f}°C" for z in info.thermal if z.temp_c is not None)
+            or "?",
+        ),
         ("battery", f"{info.battery_level}% at {info.battery_temp_c}°C"),
         ("virtual", f"yes (profile {info.profile})" if info.virtual else "no"),
     ]

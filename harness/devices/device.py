@@ -145,7 +145,7 @@ class Device:
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise socket.timeout()
+                    raise TimeoutError()
                 sock.settimeout(remaining)
                 data = sock.recv(256 * 1024)
                 if not data:
@@ -157,8 +157,10 @@ class Device:
                         err += payload
                     elif packet_id == wire.SHELL_EXIT:
                         code = payload[0] if payload else 255
-                        return ShellResult(cmd, code, bytes(out), bytes(err), time.monotonic() - start)
-        except socket.timeout as exc:
+                        return ShellResult(
+                            cmd, code, bytes(out), bytes(err), time.monotonic() - start
+                        )
+        except TimeoutError as exc:
             raise DeviceTimeout(
                 f"{self.serial}: command timed out after {timeout:g}s and was killed: {cmd[:80]}"
             ) from exc
@@ -189,15 +191,16 @@ class Device:
             yield session
             with contextlib.suppress(OSError):
                 sock.sendall(wire.encode_sync(b"QUIT", 0))
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             raise DeviceTimeout(f"{self.serial}: file transfer timed out") from exc
         except OSError as exc:
             raise _translate(exc, self.serial) from exc
         finally:
             sock.close()
 
-    def push(self, local: str | os.PathLike, remote: str, mode: int = 0o644,
-             use_cache: bool = True) -> PushResult:
+    def push(
+        self, local: str | os.PathLike, remote: str, mode: int = 0o644, use_cache: bool = True
+    ) -> PushResult:
         """Push a file unless the phone already has the same content at ``remote``."""
         path = Path(local)
         try:

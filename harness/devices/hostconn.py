@@ -48,8 +48,9 @@ def translate_failure(serial: str, message: str) -> HarnessError:
     return DeviceUnavailable(f"{serial}: {text}")
 
 
-def open_service(host: str, port: int, serial: str, service: str,
-                 timeout: float = 10.0) -> socket.socket:
+def open_service(
+    host: str, port: int, serial: str, service: str, timeout: float = 10.0
+) -> socket.socket:
     """A socket connected to ``service`` on ``serial`` (caller closes it)."""
     try:
         sock = socket.create_connection((host, port), timeout=timeout)

@@ -32,12 +32,18 @@ BATTERY = """Current Battery Service state:
 """
 
 
-def _probe_text(getprop=GETPROP, battery=BATTERY, gles="GLES: ARM, Mali-G76, OpenGL ES 3.2 v1.r32p1",
-                cpu="cpu0 1950000\ncpu1 1950000\ncpu4 2314000\ncpu6 2730000\ncpu7 2730000\n",
-                thermal="thermal_zone0|BIG|41000\nthermal_zone1|G3D|36\nthermal_zone2|bad|\n"):
+def _probe_text(
+    getprop=GETPROP,
+    battery=BATTERY,
+    gles="GLES: ARM, Mali-G76, OpenGL ES 3.2 v1.r32p1",
+    cpu="cpu0 1950000\ncpu1 1950000\ncpu4 2314000\ncpu6 2730000\ncpu7 2730000\n",
+    thermal="thermal_zone0|BIG|41000\nthermal_zone1|G3D|36\nthermal_zone2|bad|\n",
+):
     s = "@@harness-section "
-    return (f"{s}getprop\n{getprop}{s}battery\n{battery}{s}gles\n{gles}\n{s}cpufreq\n{cpu}"
-            f"{s}thermal\n{thermal}{s}end\n")
+    return (
+        f"{s}getprop\n{getprop}{s}battery\n{battery}{s}gles\n{gles}\n{s}cpufreq\n{cpu}"
+        f"{s}thermal\n{thermal}{s}end\n"
+    )
 
 
 def test_parse_probe_real_s10():

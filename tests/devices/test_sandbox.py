@@ -10,7 +10,9 @@ def test_rewrite_only_device_roots(tmp_path):
     r = str(sb.root)
     assert sb.rewrite_command("ls /data/local/tmp") == f"ls {r}/data/local/tmp"
     assert sb.rewrite_command("cat '/sdcard/a b'") == f"cat '{r}/sdcard/a b'"
-    assert sb.rewrite_command("x=/sys/class; echo >/dev/null") == f"x={r}/sys/class; echo >/dev/null"
+    assert (
+        sb.rewrite_command("x=/sys/class; echo >/dev/null") == f"x={r}/sys/class; echo >/dev/null"
+    )
     assert sb.rewrite_command("ls /tmp/data/x /database") == "ls /tmp/data/x /database"
 
 

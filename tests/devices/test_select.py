@@ -25,7 +25,9 @@ def test_serial_prefix_glob():
 
 
 def test_ambiguous_and_missing_list_what_is_connected():
-    with pytest.raises(DeviceNotFound, match=r"'SM-G973' is ambiguous: it matches R58M1 \(SM-G973F\)"):
+    with pytest.raises(
+        DeviceNotFound, match=r"'SM-G973' is ambiguous: it matches R58M1 \(SM-G973F\)"
+    ):
         select_devices([F, U], ["SM-G973"])
     with pytest.raises(DeviceNotFound, match=r"no device matches 'SM-N9'.*connected: R58M1"):
         select_devices([F, U], ["SM-N9"])

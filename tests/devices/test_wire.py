@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -38,9 +40,11 @@ def test_banner_roundtrip_and_forbidden_colon():
 
 
 def test_shell_packets_reassemble_across_chunks():
-    stream = (wire.encode_shell_packet(wire.SHELL_STDOUT, b"hello")
-              + wire.encode_shell_packet(wire.SHELL_STDERR, b"")
-              + wire.encode_shell_packet(wire.SHELL_EXIT, bytes([7])))
+    stream = (
+        wire.encode_shell_packet(wire.SHELL_STDOUT, b"hello")
+        + wire.encode_shell_packet(wire.SHELL_STDERR, b"")
+        + wire.encode_shell_packet(wire.SHELL_EXIT, bytes([7]))
+    )
     reader = wire.ShellPacketReader()
     packets = []
     for i in range(0, len(stream), 3):
@@ -60,18 +64,25 @@ def test_sync_records():
 @settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=64))
 def test_decoders_only_raise_protocol_error(data):
-    for fn in (wire.decode_message, lambda d: wire.decode_header(d[:24]),
-               wire.decode_sync_header, lambda d: wire.ShellPacketReader().feed(d),
-               wire.parse_banner):
-        try:
+    for fn in (
+        wire.decode_message,
+        lambda d: wire.decode_header(d[:24]),
+        wire.decode_sync_header,
+        lambda d: wire.ShellPacketReader().feed(d),
+        wire.parse_banner,
+    ):
+        with contextlib.suppress(wire.ProtocolError):
             fn(data)
-        except wire.ProtocolError:
-            pass
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.sampled_from(sorted(wire.COMMAND_NAMES)), st.integers(0, 2**32 - 1),
-       st.integers(0, 2**32 - 1), st.binary(max_size=256), st.integers(0, 300))
+@given(
+    st.sampled_from(sorted(wire.COMMAND_NAMES)),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 2**32 - 1),
+    st.binary(max_size=256),
+    st.integers(0, 300),
+)
 def test_truncated_valid_messages(command, a0, a1, data, cut):
     raw = wire.encode_message(command, a0, a1, data)
     piece = raw[: min(cut, len(raw))]

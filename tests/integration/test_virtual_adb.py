@@ -52,7 +52,9 @@ def test_select_by_prefix_and_ambiguity(adb_server, two_phones):
         adb.select_devices(entries, ["SM-G973"])
     assert "SM-G973F" in str(err.value) and "SM-G973U" in str(err.value)
     assert {e.serial for e in adb.select_devices(entries, ["SM-G973*"])} == {
-        two_phones[0].serial, two_phones[1].serial}
+        two_phones[0].serial,
+        two_phones[1].serial,
+    }
 
 
 def test_probe_reads_soc_and_gpu(adb_server, two_phones):
@@ -163,8 +165,13 @@ def test_unauthorized_phone_is_a_clear_error(adb_server, start_phone):
 
 def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True,
-                          text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_cli_devices_json_and_errors(adb_server, two_phones):
@@ -204,10 +211,15 @@ def test_device_lock_excludes_a_second_holder(adb_server, two_phones):
         with pytest.raises(DeviceBusy, match="busy"):
             dev.lock().acquire()
         probe = subprocess.run(
-            [sys.executable, "-c",
-             "from harness.devices.lock import DeviceLock;"
-             f"DeviceLock({dev.entry.server.address!r}, {dev.serial!r}).acquire()"],
-            capture_output=True, text=True)
+            [
+                sys.executable,
+                "-c",
+                "from harness.devices.lock import DeviceLock;"
+                f"DeviceLock({dev.entry.server.address!r}, {dev.serial!r}).acquire()",
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert probe.returncode != 0 and "busy" in probe.stderr
     with dev.lock():  # released: can be taken again
         pass

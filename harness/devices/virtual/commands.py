@@ -15,31 +15,46 @@ from harness.devices.virtual import manager
 from harness.devices.virtual.profiles import available_profiles, load_profile
 from harness.ui import console
 
-app = typer.Typer(help="Virtual phones: ADB devices on 127.0.0.1 for machines without a phone.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Virtual phones: ADB devices on 127.0.0.1 for machines without a phone.",
+    no_args_is_help=True,
+)
 
 
 @app.command()
 def start(
     profile: Annotated[str, typer.Option("--profile", "-p", help="Device profile, e.g. SM-G973F.")],
-    port: Annotated[int | None, typer.Option("--port", help="TCP port on 127.0.0.1 (default: first free from 7401).")] = None,
-    faults: Annotated[str, typer.Option("--faults", help="Comma-separated fault profiles to emulate.")] = "",
+    port: Annotated[
+        int | None,
+        typer.Option("--port", help="TCP port on 127.0.0.1 (default: first free from 7401)."),
+    ] = None,
+    faults: Annotated[
+        str, typer.Option("--faults", help="Comma-separated fault profiles to emulate.")
+    ] = "",
     adb: AdbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Start a virtual phone and register it with the adb server (adb connect)."""
-    record = manager.start(profile, port=port, servers=resolve_servers(adb),
-                           faults=tuple(f for f in faults.split(",") if f))
+    record = manager.start(
+        profile,
+        port=port,
+        servers=resolve_servers(adb),
+        faults=tuple(f for f in faults.split(",") if f),
+    )
     if as_json:
         typer.echo(json.dumps(asdict(record), indent=2))
         return
-    console().print(f"started virtual [bold]{record.model}[/] as [bold]{record.serial}[/] "
-                    f"(profile {record.profile}, pid {record.pid}); try: harness devices")
+    console().print(
+        f"started virtual [bold]{record.model}[/] as [bold]{record.serial}[/] "
+        f"(profile {record.profile}, pid {record.pid}); try: harness devices"
+    )
 
 
 @app.command()
 def stop(
-    selector: Annotated[str, typer.Argument(help="Serial, port, profile or model; 'all' for every one.")] = "all",
+    selector: Annotated[
+        str, typer.Argument(help="Serial, port, profile or model; 'all' for every one.")
+    ] = "all",
     wipe: Annotated[bool, typer.Option("--wipe", help="Also delete the phone's storage.")] = False,
 ) -> None:
     """Stop virtual phones (and adb disconnect them)."""
@@ -61,8 +76,14 @@ def list_(as_json: JsonOption = False) -> None:
     for col in ("serial", "model", "profile", "pid", "faults", "adb servers"):
         table.add_column(col)
     for r in records:
-        table.add_row(r.serial, r.model, r.profile, str(r.pid), ",".join(r.faults) or "-",
-                      ", ".join(r.servers))
+        table.add_row(
+            r.serial,
+            r.model,
+            r.profile,
+            str(r.pid),
+            ",".join(r.faults) or "-",
+            ", ".join(r.servers),
+        )
     console().print(table)
 
 
@@ -71,8 +92,20 @@ def profiles(as_json: JsonOption = False) -> None:
     """List the device profiles a virtual phone can be started with."""
     loaded = [load_profile(name) for name in available_profiles()]
     if as_json:
-        typer.echo(json.dumps([{"name": p.name, "model": p.model, "description": p.description,
-                                "gpu_backends": list(p.gpu_backends)} for p in loaded], indent=2))
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "name": p.name,
+                        "model": p.model,
+                        "description": p.description,
+                        "gpu_backends": list(p.gpu_backends),
+                    }
+                    for p in loaded
+                ],
+                indent=2,
+            )
+        )
         return
     table = Table(title="Device profiles", title_justify="left")
     for col in ("profile", "model", "description", "GPU backends"):

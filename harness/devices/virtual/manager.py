@@ -116,14 +116,36 @@ def start(
     log = base / "phone.log"
     ready = base / "ready.json"
     ready.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "harness.devices.virtual.server", "--profile", profile_name,
-           "--port", str(port), "--root", str(root), "--ready-file", str(ready),
-           "--faults", ",".join(faults)]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        filter(None, [str(config.REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    cmd = [
+        sys.executable,
+        "-m",
+        "harness.devices.virtual.server",
+        "--profile",
+        profile_name,
+        "--port",
+        str(port),
+        "--root",
+        str(root),
+        "--ready-file",
+        str(ready),
+        "--faults",
+        ",".join(faults),
+    ]
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            filter(None, [str(config.REPO_ROOT), os.environ.get("PYTHONPATH")])
+        ),
+    )
     with open(log, "ab") as log_handle:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_handle,
-                                stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log_handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
     deadline = time.monotonic() + timeout
     while not ready.exists():
         if proc.poll() is not None:
@@ -134,15 +156,27 @@ def start(
             raise VirtualPhoneError(f"virtual {profile_name} did not start within {timeout:g}s")
         time.sleep(0.05)
     serial = f"{BIND_HOST}:{port}"
-    record = VirtualRecord(serial=serial, port=port, pid=proc.pid, profile=profile_name,
-                           model=profile.model, root=str(root), log=str(log),
-                           servers=[s.address for s in servers], faults=list(faults),
-                           started=time.time())
+    record = VirtualRecord(
+        serial=serial,
+        port=port,
+        pid=proc.pid,
+        profile=profile_name,
+        model=profile.model,
+        root=str(root),
+        log=str(log),
+        servers=[s.address for s in servers],
+        faults=list(faults),
+        started=time.time(),
+    )
     (registry_dir() / f"{port}.json").write_text(json.dumps(asdict(record), indent=2))
     try:
         for server in servers:
-            connect(server, serial, timeout=timeout,
-                    accept=("unauthorized",) if "unauthorized" in faults else ("device",))
+            connect(
+                server,
+                serial,
+                timeout=timeout,
+                accept=("unauthorized",) if "unauthorized" in faults else ("device",),
+            )
     except Exception:
         stop(serial)
         raise

@@ -21,7 +21,7 @@ from harness.devices.virtual.profiles import Profile
 # Top-level device folders that live in the sandbox. Anything else (/bin/sh, /dev/null, /proc)
 # is the host's, like the toybox tools a phone's shell provides.
 DEVICE_ROOTS = ("data", "sdcard", "storage", "sys", "system", "vendor", "odm", "mnt", "product")
-_ROOT_RE = re.compile(r"(?<![\w./-])/(?:%s)(?=[/\s'\";:|&)<>]|$)" % "|".join(DEVICE_ROOTS))
+_ROOT_RE = re.compile(r"(?<![\w./-])/(?:{})(?=[/\s'\";:|&)<>]|$)".format("|".join(DEVICE_ROOTS)))
 
 
 class SandboxEscape(ValueError):
@@ -79,20 +79,32 @@ class Sandbox:
     def build(self, profile: Profile, faults: tuple[str, ...] = ()) -> None:
         """Create (or refresh) the device tree; files the harness pushed earlier are kept."""
         r = self.root
-        for sub in ("data/local/tmp", "sdcard", "storage/emulated", "system/bin", ".harness/dumpsys"):
+        for sub in (
+            "data/local/tmp",
+            "sdcard",
+            "storage/emulated",
+            "system/bin",
+            ".harness/dumpsys",
+        ):
             (r / sub).mkdir(parents=True, exist_ok=True)
         link = r / "storage" / "emulated" / "0"
         if not link.is_symlink():
             link.symlink_to("../../sdcard")
         props = profile.getprop()
-        _write(r / ".harness" / "props", "".join(f"[{k}]: [{v}]\n" for k, v in sorted(props.items())))
+        _write(
+            r / ".harness" / "props", "".join(f"[{k}]: [{v}]\n" for k, v in sorted(props.items()))
+        )
         _write(r / ".harness" / "dumpsys" / "battery", _battery_text(profile))
         _write(
             r / ".harness" / "dumpsys" / "SurfaceFlinger",
             f"GLES: {profile.gpu_vendor}, {profile.gpu_renderer}, {profile.gles_version}\n",
         )
-        virtual = {"profile": profile.name, "gpu_backends": list(profile.gpu_backends),
-                   "faults": list(faults), "model": profile.model}
+        virtual = {
+            "profile": profile.name,
+            "gpu_backends": list(profile.gpu_backends),
+            "faults": list(faults),
+            "model": profile.model,
+        }
         _write(r / ".harness" / "virtual.json", json.dumps(virtual, indent=2) + "\n")
         for n, khz in enumerate(profile.cpu_max_khz):
             freq = r / "sys/devices/system/cpu" / f"cpu{n}" / "cpufreq"

@@ -37,8 +37,13 @@ class VirtualPhone:
         self.connections: set[asyncio.Task] = set()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = Connection(reader, writer, self.banner, self.services.resolve,
-                          unauthorized="unauthorized" in self.faults)
+        conn = Connection(
+            reader,
+            writer,
+            self.banner,
+            self.services.resolve,
+            unauthorized="unauthorized" in self.faults,
+        )
         task = asyncio.current_task()
         self.connections.add(task)
         try:

@@ -55,8 +55,13 @@ class Services:
             env=self.sandbox.env(),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
-            stderr=(asyncio.subprocess.STDOUT if merge_stderr else
-                    asyncio.subprocess.PIPE if stderr else asyncio.subprocess.DEVNULL),
+            stderr=(
+                asyncio.subprocess.STDOUT
+                if merge_stderr
+                else asyncio.subprocess.PIPE
+                if stderr
+                else asyncio.subprocess.DEVNULL
+            ),
             start_new_session=True,  # its own process group: a closed stream kills all of it
         )
 
@@ -115,21 +120,27 @@ class Services:
         async def err(data: bytes) -> None:
             await stream.write(wire.encode_shell_packet(wire.SHELL_STDERR, data))
 
-        await self._run(stream, proc, [self._pump(proc.stdout, out, True),
-                                       self._pump(proc.stderr, err, True)], on_input)
+        await self._run(
+            stream,
+            proc,
+            [self._pump(proc.stdout, out, True), self._pump(proc.stderr, err, True)],
+            on_input,
+        )
         status = self.exit_status(proc.returncode or 0)
         await stream.write(wire.encode_shell_packet(wire.SHELL_EXIT, bytes([status])))
 
     async def shell_v1(self, stream: Stream, service: str) -> None:
         _v2, command = parse_shell_service(service)  # type: ignore[misc]
         proc = await self._spawn(command, merge_stderr=True)
-        await self._run(stream, proc, [self._pump(proc.stdout, stream.write, True)],
-                        self._stdin_writer(proc))
+        await self._run(
+            stream, proc, [self._pump(proc.stdout, stream.write, True)], self._stdin_writer(proc)
+        )
 
     async def exec_raw(self, stream: Stream, service: str) -> None:
-        proc = await self._spawn(service[len("exec:"):], merge_stderr=False, stderr=False)
-        await self._run(stream, proc, [self._pump(proc.stdout, stream.write, False)],
-                        self._stdin_writer(proc))
+        proc = await self._spawn(service[len("exec:") :], merge_stderr=False, stderr=False)
+        await self._run(
+            stream, proc, [self._pump(proc.stdout, stream.write, False)], self._stdin_writer(proc)
+        )
 
     @staticmethod
     def _stdin_writer(proc):
@@ -163,8 +174,13 @@ class Services:
                 return
             path = (await stream.read_exactly(length)).decode("utf-8", errors="replace")
             handler = {
-                b"STAT": self._stat_v1, b"STA2": self._stat_v2, b"LST2": self._stat_v2,
-                b"LIST": self._list, b"LIS2": self._list, b"SEND": self._send, b"RECV": self._recv,
+                b"STAT": self._stat_v1,
+                b"STA2": self._stat_v2,
+                b"LST2": self._stat_v2,
+                b"LIST": self._list,
+                b"LIS2": self._list,
+                b"SEND": self._send,
+                b"RECV": self._recv,
             }.get(tag)
             if handler is None:
                 await self._fail(stream, f"unknown sync request {tag!r}")
@@ -191,8 +207,11 @@ class Services:
         if st is None:
             await stream.write(wire.STAT_V1.pack(b"STAT", 0, 0, 0))
         else:
-            await stream.write(wire.STAT_V1.pack(b"STAT", st.st_mode & 0xFFFFFFFF,
-                                                 st.st_size & 0xFFFFFFFF, int(st.st_mtime)))
+            await stream.write(
+                wire.STAT_V1.pack(
+                    b"STAT", st.st_mode & 0xFFFFFFFF, st.st_size & 0xFFFFFFFF, int(st.st_mtime)
+                )
+            )
 
     async def _stat_v2(self, stream: Stream, tag: bytes, path: str) -> None:
         host = self._lookup(path)
@@ -202,7 +221,9 @@ class Services:
             st = os.lstat(host) if tag == b"LST2" else os.stat(host)
             await stream.write(_stat2(tag, 0, st))
         except OSError as exc:
-            await stream.write(wire.STAT_V2.pack(tag, exc.errno or errno.EIO, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+            await stream.write(
+                wire.STAT_V2.pack(tag, exc.errno or errno.EIO, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+            )
 
     async def _list(self, stream: Stream, tag: bytes, path: str) -> None:
         host = self._lookup(path)
@@ -217,8 +238,16 @@ class Services:
                 continue
             name = entry.name.encode("utf-8", errors="surrogateescape")
             if tag == b"LIST":
-                out += wire.DENT_V1.pack(b"DENT", st.st_mode & 0xFFFFFFFF, st.st_size & 0xFFFFFFFF,
-                                         int(st.st_mtime), len(name)) + name
+                out += (
+                    wire.DENT_V1.pack(
+                        b"DENT",
+                        st.st_mode & 0xFFFFFFFF,
+                        st.st_size & 0xFFFFFFFF,
+                        int(st.st_mtime),
+                        len(name),
+                    )
+                    + name
+                )
             else:
                 out += _dent2(st, name)
         out += wire.DENT_V1.pack(b"DONE", 0, 0, 0, 0) if tag == b"LIST" else _done_v2()
@@ -322,15 +351,41 @@ class _Coalescing:
 
 
 def _stat2(tag: bytes, error: int, st: os.stat_result) -> bytes:
-    return wire.STAT_V2.pack(tag, error, st.st_dev, st.st_ino, st.st_mode & 0xFFFFFFFF,
-                             st.st_nlink & 0xFFFFFFFF, st.st_uid, st.st_gid, st.st_size,
-                             int(st.st_atime), int(st.st_mtime), int(st.st_ctime))
+    return wire.STAT_V2.pack(
+        tag,
+        error,
+        st.st_dev,
+        st.st_ino,
+        st.st_mode & 0xFFFFFFFF,
+        st.st_nlink & 0xFFFFFFFF,
+        st.st_uid,
+        st.st_gid,
+        st.st_size,
+        int(st.st_atime),
+        int(st.st_mtime),
+        int(st.st_ctime),
+    )
 
 
 def _dent2(st: os.stat_result, name: bytes) -> bytes:
-    return wire.DENT_V2.pack(b"DNT2", 0, st.st_dev, st.st_ino, st.st_mode & 0xFFFFFFFF,
-                             st.st_nlink & 0xFFFFFFFF, st.st_uid, st.st_gid, st.st_size,
-                             int(st.st_atime), int(st.st_mtime), int(st.st_ctime), len(name)) + name
+    return (
+        wire.DENT_V2.pack(
+            b"DNT2",
+            0,
+            st.st_dev,
+            st.st_ino,
+            st.st_mode & 0xFFFFFFFF,
+            st.st_nlink & 0xFFFFFFFF,
+            st.st_uid,
+            st.st_gid,
+            st.st_size,
+            int(st.st_atime),
+            int(st.st_mtime),
+            int(st.st_ctime),
+            len(name),
+        )
+        + name
+    )
 
 
 def _done_v2() -> bytes:

@@ -109,7 +109,9 @@ class Stream:
             if self.closed_by_host or self._closed:
                 raise StreamClosed()
             self._can_send.clear()
-            self.conn.send(wire.A_WRTE, self.local_id, self.remote_id, bytes(view[start : start + step]))
+            self.conn.send(
+                wire.A_WRTE, self.local_id, self.remote_id, bytes(view[start : start + step])
+            )
             await self.conn.drain()
 
     def _acknowledged(self) -> None:
