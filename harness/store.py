@@ -1,0 +1,316 @@
+"""The results store: SQLite (``results/harness.db`` by default).
+
+Everything a run measures is written as each cell finishes, in its own transaction, so an
+interrupted run loses nothing and ``--resume RUN`` finishes the rest. WAL journal mode lets
+several processes write one store safely (SQLite serializes writers; readers never block).
+Only parameterized SQL is used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UsageError
+
+DEFAULT_STORE = Path("results") / "harness.db"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    finished REAL,
+    status TEXT NOT NULL,              -- running | complete | partial | interrupted
+    config TEXT NOT NULL,              -- JSON: the plan (devices, variants, delegates, counts)
+    host TEXT NOT NULL,
+    harness_version TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tags (
+    name TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS devices (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    serial TEXT NOT NULL,
+    model TEXT NOT NULL,
+    virtual INTEGER NOT NULL,
+    info TEXT NOT NULL,                -- JSON DeviceInfo snapshot
+    PRIMARY KEY (run_id, serial)
+);
+CREATE TABLE IF NOT EXISTS variants (
+    sha256 TEXT PRIMARY KEY,
+    variant_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    spec TEXT NOT NULL                 -- JSON manifest entry (or inferred spec)
+);
+CREATE TABLE IF NOT EXISTS cells (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    serial TEXT NOT NULL,
+    variant_sha256 TEXT NOT NULL,
+    variant_id TEXT NOT NULL,
+    delegate TEXT NOT NULL,
+    status TEXT NOT NULL,              -- ok | failed
+    reason TEXT NOT NULL DEFAULT '',
+    started REAL NOT NULL,
+    finished REAL NOT NULL,
+    latency TEXT NOT NULL DEFAULT '{}',
+    accuracy TEXT NOT NULL DEFAULT '{}',
+    delegation TEXT NOT NULL DEFAULT '{}',
+    thermal TEXT NOT NULL DEFAULT '{}',
+    log TEXT NOT NULL DEFAULT '',
+    outputs BLOB,                      -- compressed npz of pulled outputs (may be NULL)
+    PRIMARY KEY (run_id, serial, variant_sha256, delegate)
+);
+"""
+
+
+@dataclass(frozen=True)
+class CellKey:
+    serial: str
+    variant_sha256: str
+    delegate: str
+
+
+@dataclass(frozen=True)
+class CellRecord:
+    run_id: str
+    serial: str
+    variant_sha256: str
+    variant_id: str
+    delegate: str
+    status: str
+    reason: str
+    started: float
+    finished: float
+    latency: dict
+    accuracy: dict
+    delegation: dict
+    thermal: dict
+    log: str
+
+    @property
+    def key(self) -> CellKey:
+        return CellKey(self.serial, self.variant_sha256, self.delegate)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class Store:
+    def __init__(self, path: str | os.PathLike = DEFAULT_STORE) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            with self.transaction():
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    self.db.execute(statement)
+                self.db.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+        except sqlite3.DatabaseError as exc:
+            raise UsageError(f"{self.path}: not a harness results store ({exc})") from exc
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- runs ----------------------------------------------------------------------------------
+    def create_run(self, config: dict[str, Any]) -> str:
+        from harness import __version__
+
+        run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO runs (id, created, status, config, host, harness_version) "
+                "VALUES (?, ?, 'running', ?, ?, ?)",
+                (
+                    run_id,
+                    time.time(),
+                    json.dumps(config, sort_keys=True),
+                    socket.gethostname(),
+                    __version__,
+                ),
+            )
+        return run_id
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE runs SET status = ?, finished = ? WHERE id = ?",
+                (status, time.time(), run_id),
+            )
+
+    def run(self, run_id: str) -> dict:
+        row = self.db.execute(
+            "SELECT id, created, finished, status, config, host, harness_version FROM runs "
+            "WHERE id = ?",
+            (run_id,),
+        ).fetchone()
+        if row is None:
+            raise UsageError(f"no run {run_id!r} in {self.path}")
+        keys = ("id", "created", "finished", "status", "config", "host", "harness_version")
+        data = dict(zip(keys, row, strict=True))
+        data["config"] = json.loads(data["config"])
+        return data
+
+    def runs(self) -> list[dict]:
+        ids = [r[0] for r in self.db.execute("SELECT id FROM runs ORDER BY created")]
+        return [self.run(i) for i in ids]
+
+    def resolve_run(self, ref: str | None) -> str:
+        """A run id, a tag, or None for the latest run."""
+        if ref is None:
+            row = self.db.execute("SELECT id FROM runs ORDER BY created DESC LIMIT 1").fetchone()
+            if row is None:
+                raise UsageError(f"{self.path} holds no runs yet; run harness bench first")
+            return row[0]
+        row = self.db.execute("SELECT id FROM runs WHERE id = ?", (ref,)).fetchone()
+        if row is None:
+            row = self.db.execute("SELECT run_id FROM tags WHERE name = ?", (ref,)).fetchone()
+        if row is None:
+            raise UsageError(f"no run or tag {ref!r} in {self.path}")
+        return row[0]
+
+    def tag(self, run_id: str, name: str) -> None:
+        self.run(run_id)
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO tags (name, run_id, created) VALUES (?, ?, ?)",
+                (name, run_id, time.time()),
+            )
+
+    # -- devices and variants ------------------------------------------------------------------
+    def add_device(self, run_id: str, serial: str, model: str, virtual: bool, info: dict) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO devices (run_id, serial, model, virtual, info) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (run_id, serial, model, int(virtual), json.dumps(info, sort_keys=True)),
+            )
+
+    def devices(self, run_id: str) -> list[dict]:
+        rows = self.db.execute(
+            "SELECT serial, model, virtual, info FROM devices WHERE run_id = ? ORDER BY serial",
+            (run_id,),
+        )
+        return [
+            {"serial": s, "model": m, "virtual": bool(v), "info": json.loads(i)}
+            for s, m, v, i in rows
+        ]
+
+    def add_variant(self, sha256: str, variant_id: str, model: str, spec: dict) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO variants (sha256, variant_id, model, spec) "
+                "VALUES (?, ?, ?, ?)",
+                (sha256, variant_id, model, json.dumps(spec, sort_keys=True)),
+            )
+
+    def variant(self, sha256: str) -> dict | None:
+        row = self.db.execute(
+            "SELECT variant_id, model, spec FROM variants WHERE sha256 = ?", (sha256,)
+        ).fetchone()
+        if row is None:
+            return None
+        return {"sha256": sha256, "variant_id": row[0], "model": row[1], "spec": json.loads(row[2])}
+
+    # -- cells ---------------------------------------------------------------------------------
+    def record_cell(self, cell: CellRecord, outputs: bytes | None = None) -> None:
+        """Commit one finished (or failed) cell; replaces an earlier attempt of the same cell."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO cells (run_id, serial, variant_sha256, variant_id, "
+                "delegate, status, reason, started, finished, latency, accuracy, delegation, "
+                "thermal, log, outputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    cell.run_id,
+                    cell.serial,
+                    cell.variant_sha256,
+                    cell.variant_id,
+                    cell.delegate,
+                    cell.status,
+                    cell.reason,
+                    cell.started,
+                    cell.finished,
+                    json.dumps(cell.latency, sort_keys=True),
+                    json.dumps(cell.accuracy, sort_keys=True),
+                    json.dumps(cell.delegation, sort_keys=True),
+                    json.dumps(cell.thermal, sort_keys=True),
+                    cell.log,
+                    outputs,
+                ),
+            )
+
+    def cells(self, run_id: str) -> list[CellRecord]:
+        rows = self.db.execute(
+            "SELECT run_id, serial, variant_sha256, variant_id, delegate, status, reason, started, "
+            "finished, latency, accuracy, delegation, thermal, log FROM cells WHERE run_id = ? "
+            "ORDER BY serial, variant_id, delegate",
+            (run_id,),
+        )
+        return [
+            CellRecord(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                r[7],
+                r[8],
+                json.loads(r[9]),
+                json.loads(r[10]),
+                json.loads(r[11]),
+                json.loads(r[12]),
+                r[13],
+            )
+            for r in rows
+        ]
+
+    def done_keys(self, run_id: str, only_ok: bool = False) -> set[CellKey]:
+        query = "SELECT serial, variant_sha256, delegate FROM cells WHERE run_id = ?"
+        if only_ok:
+            query += " AND status = 'ok'"
+        return {CellKey(*row) for row in self.db.execute(query, (run_id,))}
+
+    def outputs(self, run_id: str, key: CellKey) -> bytes | None:
+        row = self.db.execute(
+            "SELECT outputs FROM cells WHERE run_id = ? AND serial = ? AND variant_sha256 = ? "
+            "AND delegate = ?",
+            (run_id, key.serial, key.variant_sha256, key.delegate),
+        ).fetchone()
+        return row[0] if row else None
