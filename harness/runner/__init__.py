@@ -1,7 +1,13 @@
 """The on-device runner: TFLite ``benchmark_model`` command lines and log parsing (pure)."""
 
-from harness.runner.flags import DEFAULT_BINARY, BenchmarkInvocation, Delegate, InputLayer, parse_delegate
-from harness.runner.logparse import (
+from harness.runner.flags import (
+    DEFAULT_BINARY,
+    BenchmarkInvocation,
+    Delegate,
+    InputLayer,
+    parse_delegate,
+)
+from harness.runner.logmodel import (
     BenchmarkLog,
     DelegateVerdict,
     GpuBackend,
@@ -12,8 +18,8 @@ from harness.runner.logparse import (
     RunStats,
     UnsupportedOp,
     Verdict,
-    parse_log,
 )
+from harness.runner.logparse import parse_log
 from harness.runner.tool import WrongBenchmarkTool, ensure_official_tool, is_compiled_model_tool
 
 __all__ = [

@@ -47,10 +47,12 @@ class Delegate(Enum):
     def spec(self) -> _DelegateSpec:
         return _DELEGATES[self]
 
-    @property
-    def flags(self) -> tuple[str, ...]:
-        """The delegate's own flags (threads are added by :class:`BenchmarkInvocation`)."""
-        return self.spec.flags
+    def flags(self, threads: int | None = None) -> tuple[str, ...]:
+        """The delegate's flags plus ``--num_threads`` (forced to 1 for ``cpu1``; omitted when
+        ``threads`` is None, leaving the tool's default)."""
+        spec = self.spec
+        count = spec.fixed_threads if spec.fixed_threads is not None else threads
+        return spec.flags + ((f"--num_threads={count}",) if count is not None else ())
 
     @property
     def is_gpu(self) -> bool:
@@ -152,10 +154,14 @@ class BenchmarkInvocation:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "delegate", parse_delegate(self.delegate))
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "extra_flags", tuple(self.extra_flags))
         if not self.graph or "\n" in self.graph:
             raise UsageError("benchmark_model needs a --graph path")
         if self.threads is not None and self.threads != -1 and self.threads < 1:
-            raise UsageError(f"threads must be >= 1 (or -1 for the tool default), got {self.threads}")
+            raise UsageError(
+                f"threads must be >= 1 (or -1 for the tool default), got {self.threads}"
+            )
         if self.warmup_runs < 0 or self.runs < 0:
             raise UsageError("warmup_runs and runs must be >= 0")
         if self.max_secs is not None and self.max_secs <= 0:
@@ -164,22 +170,13 @@ class BenchmarkInvocation:
             raise UsageError("delegate_serialize_dir and delegate_serialize_token go together")
         if any(not f.startswith("--") for f in self.extra_flags):
             raise UsageError("extra benchmark_model flags must look like --name=value")
-        if self.inputs and any(i.value_file for i in self.inputs):
-            names = [i.name for i in self.inputs]
-            if len(set(names)) != len(names):
-                raise UsageError(f"duplicate input layer names: {names}")
-
-    @property
-    def effective_threads(self) -> int | None:
-        fixed = self.delegate.spec.fixed_threads
-        return fixed if fixed is not None else self.threads
+        names = [i.name for i in self.inputs]
+        if len(set(names)) != len(names):
+            raise UsageError(f"duplicate input layer names: {names}")
 
     def flags(self) -> list[str]:
         """The flags, in a stable order (graph first)."""
         out = [f"--graph={self.graph}"]
-        threads = self.effective_threads
-        if threads is not None:
-            out.append(f"--num_threads={threads}")
         out += [f"--warmup_runs={self.warmup_runs}", f"--num_runs={self.runs}"]
         if self.exact_counts:
             out += ["--warmup_min_secs=0", "--min_secs=0"]
@@ -187,7 +184,7 @@ class BenchmarkInvocation:
             out.append(f"--max_secs={_num(self.max_secs)}")
         if self.run_delay is not None:
             out.append(f"--run_delay={_num(self.run_delay)}")
-        out += list(self.delegate.flags)
+        out += list(self.delegate.flags(self.threads))
         if self.use_xnnpack is not None:
             out.append(f"--use_xnnpack={'true' if self.use_xnnpack else 'false'}")
         if self.require_full_delegation:

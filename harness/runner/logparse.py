@@ -10,22 +10,21 @@ read is simply absent (``None`` / empty).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from enum import Enum
 
-__all__ = [
-    "BenchmarkLog",
-    "DelegateVerdict",
-    "GpuBackend",
-    "OpProfileRow",
-    "OpTypeSummary",
-    "Replacement",
-    "RunPhase",
-    "RunStats",
-    "UnsupportedOp",
-    "Verdict",
-    "parse_log",
-]
+from harness.runner.logmodel import (
+    BenchmarkLog,
+    DelegateVerdict,
+    GpuBackend,
+    OpProfileRow,
+    OpTypeSummary,
+    Replacement,
+    RunPhase,
+    RunStats,
+    UnsupportedOp,
+    Verdict,
+)
+
+__all__ = ["VIRTUAL_MARKER", "parse_log"]
 
 # The virtual phone's benchmark_model announces itself with this (see docs/virtual-phone.md).
 VIRTUAL_MARKER = "harness virtual phone"
@@ -33,183 +32,16 @@ VIRTUAL_MARKER = "harness virtual phone"
 _MAX_LINE = 4000  # longer lines are junk for this format; skip them (keeps regexes linear)
 
 
-class Verdict(Enum):
-    """How much of the graph the explicitly requested delegate took."""
-
-    NONE = "none"  # no delegate explicitly applied (plain CPU / default XNNPACK)
-    FULL = "full"
-    PARTIAL = "partial"
-    NOT_APPLIED = "not_applied"  # delegate created but took no node
-    FAILED = "failed"  # ModifyGraphWithDelegate failed
-
-
-class GpuBackend(Enum):
-    OPENCL = "opencl"
-    OPENGL = "opengl"
-
-
-@dataclass(frozen=True)
-class RunStats:
-    """One ``count=... first=... curr=...`` line (microseconds). In the ``(all same)`` and
-    ``count=1`` forms every statistic equals ``curr`` and ``std`` is 0."""
-
-    count: int
-    first: float | None = None
-    curr: float | None = None
-    min: float | None = None
-    max: float | None = None
-    avg: float | None = None
-    std: float | None = None
-    p5: float | None = None
-    median: float | None = None
-    p95: float | None = None
-    all_same: bool = False
-
-
-@dataclass(frozen=True)
-class RunPhase:
-    """``Running benchmark for at least N iterations and at least S seconds but ...``."""
-
-    min_runs: int
-    min_secs: float
-    max_secs: float
-
-
-@dataclass(frozen=True)
-class Replacement:
-    """``Replacing N [out of M] node(s) with delegate (NAME) node, yielding K partitions``.
-    ``partitions`` counts delegated and CPU node subsets together, as the runtime does."""
-
-    delegate: str
-    replaced: int
-    total: int | None
-    partitions: int
-    subgraph: int | None = None
-
-
-@dataclass(frozen=True)
-class DelegateVerdict:
-    delegate: str  # "GPU", "NNAPI", "XNNPACK", ...
-    verdict: Verdict
-    kernels: int | None = None
-
-
-@dataclass(frozen=True)
-class UnsupportedOp:
-    op: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class OpProfileRow:
-    """A ``Run Order`` row of the regular-runs op profile (times in ms)."""
-
-    node_type: str
-    first_ms: float
-    avg_ms: float
-    percent: float
-    cdf_percent: float
-    mem_kb: float
-    times_called: int
-    name: str
-    start_ms: float | None = None  # older builds print a [start] column
-
-
-@dataclass(frozen=True)
-class OpTypeSummary:
-    """A ``Summary by node type`` row of the regular-runs op profile."""
-
-    node_type: str
-    count: int
-    avg_ms: float
-    percent: float
-    cdf_percent: float
-    mem_kb: float
-    times_called: int
-
-
-@dataclass(frozen=True)
-class BenchmarkLog:
-    model_path: str | None = None
-    model_size_mb: float | None = None
-    init_ms: float | None = None  # "Initialized session in X ms."
-    params: tuple[tuple[str, str], ...] = ()  # "Graph: [..]", "Num threads: [4]", ...
-    phases: tuple[RunPhase, ...] = ()
-    stat_lines: tuple[RunStats, ...] = ()
-    warmup: RunStats | None = None
-    inference: RunStats | None = None
-    # "Inference timings in us: Init: .., First inference: .., Warmup (avg): .., Inference (avg): .."
-    # or the old "Average inference timings in us: Warmup: .., Init: .., Inference: ..".
-    init_us: float | None = None
-    first_inference_us: float | None = None
-    warmup_avg_us: float | None = None
-    inference_avg_us: float | None = None
-    old_timing_format: bool = False
-    mem_init_mb: float | None = None
-    mem_overall_mb: float | None = None
-    peak_mem_mb: float | None = None
-    vm_rss_mb: float | None = None
-    verdict: Verdict = Verdict.NONE
-    delegate: str | None = None
-    delegate_kernels: int | None = None
-    verdicts: tuple[DelegateVerdict, ...] = ()
-    replacements: tuple[Replacement, ...] = ()
-    unsupported_ops: tuple[UnsupportedOp, ...] = ()
-    gpu_ops: int | None = None
-    cpu_ops: int | None = None
-    gpu_delegate_created: bool = False
-    gpu_backend: GpuBackend | None = None
-    opencl_missing: bool = False
-    cl_to_gl_fallback: bool = False
-    nnapi_unavailable: bool = False
-    xnnpack_applied: bool = False
-    failed: bool = False  # "Benchmarking failed." or a FATAL abort
-    fatal: bool = False
-    error_lines: tuple[str, ...] = ()
-    warning_lines: tuple[str, ...] = ()
-    unconsumed_flags: tuple[str, ...] = ()
-    op_profile: tuple[OpProfileRow, ...] = ()
-    op_summary: tuple[OpTypeSummary, ...] = ()
-    virtual: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """The tool finished its regular runs without reporting a failure."""
-        return not self.failed and self.inference is not None
-
-    @property
-    def main_replacement(self) -> Replacement | None:
-        """The replacement made by the requested delegate (not the default XNNPACK one)."""
-        for rep in self.replacements:
-            if "xnnpack" not in rep.delegate.lower():
-                return rep
-        return self.replacements[-1] if self.replacements else None
-
-    @property
-    def replaced_nodes(self) -> int | None:
-        rep = self.main_replacement
-        return rep.replaced if rep else None
-
-    @property
-    def total_nodes(self) -> int | None:
-        rep = self.main_replacement
-        return rep.total if rep else None
-
-    @property
-    def partitions(self) -> int | None:
-        rep = self.main_replacement
-        return rep.partitions if rep else None
-
-    def param(self, name: str) -> str | None:
-        for key, value in self.params:
-            if key == name:
-                return value
-        return None
-
-
 # -- line prefixes -----------------------------------------------------------------------------
-_SEVERITY_WORDS = {"INFO": "I", "WARN": "W", "WARNING": "W", "ERROR": "E", "FATAL": "F",
-                   "VERBOSE": "V", "DEBUG": "D"}
+_SEVERITY_WORDS = {
+    "INFO": "I",
+    "WARN": "W",
+    "WARNING": "W",
+    "ERROR": "E",
+    "FATAL": "F",
+    "VERBOSE": "V",
+    "DEBUG": "D",
+}
 _WORD_PREFIX = re.compile(r"^(INFO|WARNING|WARN|ERROR|FATAL|VERBOSE|DEBUG)\s*:\s?")
 _LOGCAT_THREADTIME = re.compile(
     r"^\d\d-\d\d\s+\d\d:\d\d:\d\d\.\d+\s+\d+\s+\d+\s+([VDIWEF])\s+[^\s:]+\s*:\s?"
@@ -225,11 +57,11 @@ def _strip(line: str) -> tuple[str | None, bool, str]:
     for pattern in (_LOGCAT_THREADTIME, _LOGCAT_BRIEF, _ABSL):
         m = pattern.match(text)
         if m:
-            severity, text = m.group(1), text[m.end():].strip()
+            severity, text = m.group(1), text[m.end() :].strip()
             break
     m = _WORD_PREFIX.match(text)
     if m:
-        return _SEVERITY_WORDS[m.group(1)], True, text[m.end():].strip()
+        return _SEVERITY_WORDS[m.group(1)], True, text[m.end() :].strip()
     return severity, False, text
 
 
@@ -271,9 +103,17 @@ def _parse_stats(text: str) -> RunStats | None:
             values.setdefault(key, curr)
         values.setdefault("std", 0.0 if curr is not None else None)
     return RunStats(
-        count=n, first=values.get("first"), curr=values.get("curr"), min=values.get("min"),
-        max=values.get("max"), avg=values.get("avg"), std=values.get("std"),
-        p5=values.get("p5"), median=values.get("median"), p95=values.get("p95"), all_same=same,
+        count=n,
+        first=values.get("first"),
+        curr=values.get("curr"),
+        min=values.get("min"),
+        max=values.get("max"),
+        avg=values.get("avg"),
+        std=values.get("std"),
+        p5=values.get("p5"),
+        median=values.get("median"),
+        p95=values.get("p95"),
+        all_same=same,
     )
 
 
@@ -283,33 +123,56 @@ _RE = {
     "size": re.compile(r"The input model file size \(MB\):\s*(" + _NUM + ")", re.I),
     "session": re.compile(r"Initialized session in\s*(" + _NUM + r")\s*ms", re.I),
     "phase": re.compile(
-        r"Running benchmark for at least (\d{1,12}) iterations and at least (" + _NUM
-        + r") seconds but terminate if exceeding (" + _NUM + ") seconds", re.I),
+        r"Running benchmark for at least (\d{1,12}) iterations and at least ("
+        + _NUM
+        + r") seconds but terminate if exceeding ("
+        + _NUM
+        + ") seconds",
+        re.I,
+    ),
     "timings": re.compile(r"^(Average inference timings|Inference timings) in us:\s*(.*)$"),
     "mem_delta": re.compile(
         r"(Memory footprint delta from the start of the tool|Peak memory footprint) \(MB\):"
-        r"\s*init=(" + _NUM + r")\s+overall=(" + _NUM + ")", re.I),
+        r"\s*init=(" + _NUM + r")\s+overall=(" + _NUM + ")",
+        re.I,
+    ),
     "peak": re.compile(
-        r"Overall peak memory footprint \(MB\) via periodic monitoring:\s*(" + _NUM + ")", re.I),
+        r"Overall peak memory footprint \(MB\) via periodic monitoring:\s*(" + _NUM + ")", re.I
+    ),
     "vmrss": re.compile(r"^- VmRSS\s*:\s*(" + _NUM + r")\s*MB"),
     "replacing": re.compile(
         r"Replacing (\d{1,12})(?: out of (\d{1,12}))? node\(s\) with delegate \(([^()]*)\) node,"
-        r" yielding (\d{1,12}) partitions?(?: for subgraph (\d{1,12}))?"),
-    "full": re.compile(r"Explicitly applied (.+?) delegate, and the model graph will be"
-                       r" completely executed by the delegate"),
-    "partial": re.compile(r"Explicitly applied (.+?) delegate, and the model graph will be"
-                          r" partially executed by the delegate w/ (\d{1,12}) delegate kernels"),
-    "not_applied": re.compile(r"Though (.+?) delegate is explicitly applied, the model graph"
-                              r" will not be executed by the delegate"),
+        r" yielding (\d{1,12}) partitions?(?: for subgraph (\d{1,12}))?"
+    ),
+    "full": re.compile(
+        r"Explicitly applied (.+?) delegate, and the model graph will be"
+        r" completely executed by the delegate"
+    ),
+    "partial": re.compile(
+        r"Explicitly applied (.+?) delegate, and the model graph will be"
+        r" partially executed by the delegate w/ (\d{1,12}) delegate kernels"
+    ),
+    "not_applied": re.compile(
+        r"Though (.+?) delegate is explicitly applied, the model graph"
+        r" will not be executed by the delegate"
+    ),
     "apply_failed": re.compile(r"^Failed to apply (.+?) delegate"),
-    "unsupported_head": re.compile(r"^(?:Following|Next) operations are not supported by GPU"
-                                   r" delegate:?\s*$"),
-    "ops_split": re.compile(r"(\d{1,12}) operations will run on the GPU, and the remaining"
-                            r" (\d{1,12}) operations will run on the CPU"),
-    "ops_none": re.compile(r"No operations will run on the GPU, and all (\d{1,12}) operations"
-                           r" will run on the CPU"),
-    "ops_old": re.compile(r"First (\d{1,12}) operations will run on the GPU, and the remaining"
-                          r" (\d{1,12}) on the CPU"),
+    "unsupported_head": re.compile(
+        r"^(?:Following|Next) operations are not supported by GPU"
+        r" delegate:?\s*$"
+    ),
+    "ops_split": re.compile(
+        r"(\d{1,12}) operations will run on the GPU, and the remaining"
+        r" (\d{1,12}) operations will run on the CPU"
+    ),
+    "ops_none": re.compile(
+        r"No operations will run on the GPU, and all (\d{1,12}) operations"
+        r" will run on the CPU"
+    ),
+    "ops_old": re.compile(
+        r"First (\d{1,12}) operations will run on the GPU, and the remaining"
+        r" (\d{1,12}) on the CPU"
+    ),
     "op_line": re.compile(r"^([A-Za-z][A-Za-z0-9_]{0,80})\s*:\s*(.*)$"),
     "kernels": re.compile(r"Created (\d{1,12}) GPU delegate kernels"),
     "param": re.compile(r"^([A-Za-z#][^:\[\]]{0,80}): \[(.*)\]$"),
@@ -317,15 +180,38 @@ _RE = {
     "table": re.compile(r"^=+ (.+?) =+$"),
 }
 _ROW = re.compile(
-    r"^(?P<type>\S.*?)\s+(?:(?P<start>" + _NUM + r")\s+)?(?P<first>" + _NUM + r")\s+(?P<avg>"
-    + _NUM + r")\s+(?P<pct>" + _NUM + r")%\s+(?P<cdf>" + _NUM + r")%\s+(?P<mem>" + _NUM
-    + r")\s+(?P<times>\d{1,12})(?:\s+(?P<name>.*))?$")
+    r"^(?P<type>\S.*?)\s+(?:(?P<start>"
+    + _NUM
+    + r")\s+)?(?P<first>"
+    + _NUM
+    + r")\s+(?P<avg>"
+    + _NUM
+    + r")\s+(?P<pct>"
+    + _NUM
+    + r")%\s+(?P<cdf>"
+    + _NUM
+    + r")%\s+(?P<mem>"
+    + _NUM
+    + r")\s+(?P<times>\d{1,12})(?:\s+(?P<name>.*))?$"
+)
 _SUMMARY = re.compile(
-    r"^(?P<type>\S.*?)\s+(?P<count>\d{1,12})\s+(?P<avg>" + _NUM + r")\s+(?P<pct>" + _NUM
-    + r")%\s+(?P<cdf>" + _NUM + r")%\s+(?P<mem>" + _NUM + r")\s+(?P<times>\d{1,12})\s*$")
+    r"^(?P<type>\S.*?)\s+(?P<count>\d{1,12})\s+(?P<avg>"
+    + _NUM
+    + r")\s+(?P<pct>"
+    + _NUM
+    + r")%\s+(?P<cdf>"
+    + _NUM
+    + r")%\s+(?P<mem>"
+    + _NUM
+    + r")\s+(?P<times>\d{1,12})\s*$"
+)
 
-_DELEGATE_ALIASES = {"tflitegpudelegatev2": "GPU", "tflitegpudelegate": "GPU",
-                     "tflitennapidelegate": "NNAPI", "tflitexnnpackdelegate": "XNNPACK"}
+_DELEGATE_ALIASES = {
+    "tflitegpudelegatev2": "GPU",
+    "tflitegpudelegate": "GPU",
+    "tflitennapidelegate": "NNAPI",
+    "tflitexnnpackdelegate": "XNNPACK",
+}
 
 
 class _State:
@@ -350,9 +236,14 @@ class _State:
 
 
 def _timings(state: _State, old: bool, rest: str) -> None:
-    keys = {"init": "init_us", "first inference": "first_inference_us",
-            "warmup (avg)": "warmup_avg_us", "warmup": "warmup_avg_us",
-            "inference (avg)": "inference_avg_us", "inference": "inference_avg_us"}
+    keys = {
+        "init": "init_us",
+        "first inference": "first_inference_us",
+        "warmup (avg)": "warmup_avg_us",
+        "warmup": "warmup_avg_us",
+        "inference (avg)": "inference_avg_us",
+        "inference": "inference_avg_us",
+    }
     for part in rest.split(","):
         key, _, value = part.partition(":")
         field_name = keys.get(key.strip().lower())
@@ -368,18 +259,33 @@ def _profile_row(state: _State, text: str) -> None:
     if state.table == "Run Order":
         m = _ROW.match(text)
         if m:
-            state.rows.append(OpProfileRow(
-                node_type=m["type"].strip(), first_ms=float(m["first"]), avg_ms=float(m["avg"]),
-                percent=float(m["pct"]), cdf_percent=float(m["cdf"]), mem_kb=float(m["mem"]),
-                times_called=int(m["times"]), name=(m["name"] or "").strip(),
-                start_ms=_float(m["start"]) if m["start"] else None))
+            state.rows.append(
+                OpProfileRow(
+                    node_type=m["type"].strip(),
+                    first_ms=float(m["first"]),
+                    avg_ms=float(m["avg"]),
+                    percent=float(m["pct"]),
+                    cdf_percent=float(m["cdf"]),
+                    mem_kb=float(m["mem"]),
+                    times_called=int(m["times"]),
+                    name=(m["name"] or "").strip(),
+                    start_ms=_float(m["start"]) if m["start"] else None,
+                )
+            )
     elif state.table == "Summary by node type":
         m = _SUMMARY.match(text)
         if m:
-            state.summary.append(OpTypeSummary(
-                node_type=m["type"].strip(), count=int(m["count"]), avg_ms=float(m["avg"]),
-                percent=float(m["pct"]), cdf_percent=float(m["cdf"]), mem_kb=float(m["mem"]),
-                times_called=int(m["times"])))
+            state.summary.append(
+                OpTypeSummary(
+                    node_type=m["type"].strip(),
+                    count=int(m["count"]),
+                    avg_ms=float(m["avg"]),
+                    percent=float(m["pct"]),
+                    cdf_percent=float(m["cdf"]),
+                    mem_kb=float(m["mem"]),
+                    times_called=int(m["times"]),
+                )
+            )
 
 
 def _unsupported_line(state: _State, worded: bool, text: str) -> bool:
@@ -466,9 +372,15 @@ def _facts(state: _State, text: str) -> None:
     elif m := _RE["replacing"].search(text):
         total = _int(m.group(2)) if m.group(2) else None
         subgraph = _int(m.group(5)) if m.group(5) else None
-        state.replacements.append(Replacement(
-            delegate=m.group(3), replaced=int(m.group(1)), total=total,
-            partitions=int(m.group(4)), subgraph=subgraph))
+        state.replacements.append(
+            Replacement(
+                delegate=m.group(3),
+                replaced=int(m.group(1)),
+                total=total,
+                partitions=int(m.group(4)),
+                subgraph=subgraph,
+            )
+        )
     elif m := _RE["partial"].search(text):
         state.verdicts.append(DelegateVerdict(m.group(1), Verdict.PARTIAL, _int(m.group(2))))
     elif m := _RE["full"].search(text):
@@ -542,8 +454,11 @@ def _verdict(state: _State) -> tuple[Verdict, str | None, int | None]:
             or rep.partitions > 1
         )
         kernels = state.v.get("delegate_kernels_gpu")
-        return (Verdict.PARTIAL if partial else Verdict.FULL), _delegate_name(rep.delegate), (
-            kernels if isinstance(kernels, int) else None)
+        return (
+            (Verdict.PARTIAL if partial else Verdict.FULL),
+            _delegate_name(rep.delegate),
+            (kernels if isinstance(kernels, int) else None),
+        )
     if state.v.get("gpu_delegate_created"):
         if state.v.get("failed"):
             return Verdict.FAILED, "GPU", None

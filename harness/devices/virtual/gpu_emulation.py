@@ -1,0 +1,351 @@
+"""The virtual phone's GPU delegate: which ops it takes, and what FP16 does to the outputs.
+
+Two tables, both keyed by op type so behaviour is data (docs/virtual-phone.md):
+
+* :data:`GPU_CHECKS` — the ops the emulated GPU delegate accepts, with their constraints
+  (SOFTMAX only with ``beta == 1``; tensors of rank <= 4; float or, with
+  ``--gpu_experimental_enable_quant``, 8-bit runtime tensors). Everything else runs on the CPU
+  and is reported as ``OP: Operation is not supported.``, like the real delegate.
+* :data:`HOOKS` — numeric recomputations. The model runs once on LiteRT (float32, host CPU);
+  afterwards every model output produced by a hooked op (SOFTMAX, LOGISTIC, TANH, EXP, ARG_MAX,
+  ARG_MIN) is recomputed from that op's preserved input tensors, in float16 arithmetic when the
+  op sits on the emulated GPU with precision loss allowed, and other float outputs of GPU ops are
+  rounded to float16. This works wherever the op sits in the graph, so a bisection tool that
+  exposes intermediate tensors as extra outputs sees the effect at the op that causes it.
+
+:data:`FAULTS` maps a fault name (listed in ``.harness/virtual.json``) to a replacement hook for
+one op type on given backends/precisions. It is empty: faults are added as data later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.devices.virtual.tflite_graph import Graph, OpInfo
+
+Hook = Callable[[Sequence[np.ndarray], OpInfo, type], np.ndarray]
+Check = Callable[[OpInfo, Graph], "str | None"]
+
+NOT_SUPPORTED = "Operation is not supported."
+TYPE_MISMATCH = "OP is supported, but tensor type/shape isn't compatible."
+
+_FLOAT = {"FLOAT32", "FLOAT16"}
+_QUANT = {"INT8", "UINT8"}
+
+
+def _ok(op: OpInfo, graph: Graph) -> str | None:
+    return None
+
+
+def _softmax(op: OpInfo, graph: Graph) -> str | None:
+    if op.options.get("beta", 1.0) != 1.0:
+        return "Softmax.beta != 1 is not supported."
+    return None
+
+
+# Builtin ops the GPU delegate accepts (TFLite/LiteRT GPU delegate op list), plus the MediaPipe
+# custom ops it implements. ARG_MAX, ARG_MIN, CAST, GATHER_ND, UNPACK, ... are not in it.
+_SUPPORTED = [
+    "ABS",
+    "ADD",
+    "AVERAGE_POOL_2D",
+    "BATCH_MATMUL",
+    "CONCATENATION",
+    "CONV_2D",
+    "COS",
+    "DEPTH_TO_SPACE",
+    "DEPTHWISE_CONV_2D",
+    "DEQUANTIZE",
+    "DIV",
+    "ELU",
+    "EXP",
+    "FLOOR",
+    "FLOOR_DIV",
+    "FLOOR_MOD",
+    "FULLY_CONNECTED",
+    "GATHER",
+    "HARD_SWISH",
+    "LEAKY_RELU",
+    "LOG",
+    "LOGISTIC",
+    "MAX_POOL_2D",
+    "MAXIMUM",
+    "MEAN",
+    "MINIMUM",
+    "MIRROR_PAD",
+    "MUL",
+    "NEG",
+    "PACK",
+    "PAD",
+    "PADV2",
+    "POW",
+    "PRELU",
+    "QUANTIZE",
+    "REDUCE_MAX",
+    "REDUCE_MIN",
+    "REDUCE_PROD",
+    "RELU",
+    "RELU6",
+    "RELU_N1_TO_1",
+    "RESHAPE",
+    "RESIZE_BILINEAR",
+    "RESIZE_NEAREST_NEIGHBOR",
+    "RSQRT",
+    "SIN",
+    "SLICE",
+    "SPACE_TO_DEPTH",
+    "SPLIT",
+    "SPLIT_V",
+    "SQRT",
+    "SQUARE",
+    "SQUARED_DIFFERENCE",
+    "STRIDED_SLICE",
+    "SUB",
+    "SUM",
+    "TANH",
+    "TILE",
+    "TRANSPOSE",
+    "TRANSPOSE_CONV",
+    "Convolution2DTransposeBias",
+    "MaxPoolingWithArgmax2D",
+    "MaxUnpooling2D",
+]
+GPU_CHECKS: dict[str, Check] = {name: _ok for name in _SUPPORTED}
+GPU_CHECKS["SOFTMAX"] = _softmax
+
+# Ops that only move data: rounding their output to FP16 equals running them on FP16 input.
+_LAYOUT_OPS = frozenset(
+    [
+        "RESHAPE",
+        "SQUEEZE",
+        "EXPAND_DIMS",
+        "TRANSPOSE",
+        "CONCATENATION",
+        "SLICE",
+        "STRIDED_SLICE",
+        "GATHER",
+        "PACK",
+        "UNPACK",
+        "SPLIT",
+        "SPLIT_V",
+        "PAD",
+        "PADV2",
+        "MIRROR_PAD",
+        "DEPTH_TO_SPACE",
+        "SPACE_TO_DEPTH",
+        "RESIZE_NEAREST_NEIGHBOR",
+        "TILE",
+    ]
+)
+
+
+def gpu_support(op: OpInfo, graph: Graph, *, enable_quant: bool = True) -> str | None:
+    """``None`` if the emulated GPU delegate takes ``op``, else the reason it logs."""
+    check = GPU_CHECKS.get(op.op)
+    if check is None:
+        return NOT_SUPPORTED
+    allowed = _FLOAT | (_QUANT if enable_quant else set())
+    for index in (*op.inputs, *op.outputs):
+        if index < 0:
+            continue
+        tensor = graph.tensors[index]
+        if tensor.is_const:
+            continue
+        if tensor.dtype not in allowed or len(tensor.shape) > 4:
+            return TYPE_MISMATCH
+    return check(op, graph)
+
+
+@dataclass(frozen=True)
+class GpuPlan:
+    """What the emulated delegate does with subgraph 0 (like ``GetOpsToReplace``)."""
+
+    total: int
+    supported: frozenset[int]
+    delegated: tuple[int, ...]  # nodes of the delegated partition(s)
+    partitions: int  # node subsets after replacement, delegated and CPU ones together
+    unsupported: tuple[str, ...]  # sorted unique "OP: reason" lines
+
+    @property
+    def full(self) -> bool:
+        return self.total > 0 and len(self.delegated) == self.total
+
+
+def plan_gpu(graph: Graph, *, enable_quant: bool = True, max_partitions: int = 1) -> GpuPlan:
+    """Supported nodes are grouped into runs of consecutive nodes (execution order); the largest
+    ``max_partitions`` runs are delegated, as the GPU delegate's default of one partition does."""
+    reasons: set[str] = set()
+    supported: set[int] = set()
+    for op in graph.ops:
+        reason = gpu_support(op, graph, enable_quant=enable_quant)
+        if reason is None:
+            supported.add(op.index)
+        else:
+            reasons.add(f"{op.op}: {reason}")
+    runs: list[list[int]] = []
+    for op in graph.ops:
+        if op.index in supported:
+            if runs and runs[-1][-1] == op.index - 1:
+                runs[-1].append(op.index)
+            else:
+                runs.append([op.index])
+    keep = sorted(runs, key=len, reverse=True)[: max(1, max_partitions)]
+    delegated = tuple(sorted(i for run in keep for i in run))
+    chosen = set(delegated)
+    partitions, previous = 0, None
+    for op in graph.ops:
+        state = op.index in chosen
+        if state != previous:
+            partitions, previous = partitions + 1, state
+    if not delegated:
+        partitions = 0
+    return GpuPlan(
+        len(graph.ops), frozenset(supported), delegated, partitions, tuple(sorted(reasons))
+    )
+
+
+# -- numeric hooks ------------------------------------------------------------------------------
+def _hook_softmax(ins: Sequence[np.ndarray], op: OpInfo, dt: type) -> np.ndarray:
+    x = ins[0].astype(dt)
+    beta = dt(op.options.get("beta", 1.0))
+    e = np.exp((x - x.max(axis=-1, keepdims=True)) * beta)
+    return e / e.sum(axis=-1, keepdims=True, dtype=dt)
+
+
+def _hook_logistic(ins: Sequence[np.ndarray], op: OpInfo, dt: type) -> np.ndarray:
+    x = ins[0].astype(dt)
+    return dt(1) / (dt(1) + np.exp(-x))
+
+
+def _unary(fn: Callable[[np.ndarray], np.ndarray]) -> Hook:
+    return lambda ins, op, dt: fn(ins[0].astype(dt))
+
+
+def _reduce_index(fn: Callable[..., np.ndarray]) -> Hook:
+    def hook(ins: Sequence[np.ndarray], op: OpInfo, dt: type) -> np.ndarray:
+        axis = int(np.asarray(ins[1]).ravel()[0])
+        return fn(ins[0].astype(dt), axis=axis)
+
+    return hook
+
+
+HOOKS: dict[str, Hook] = {
+    "SOFTMAX": _hook_softmax,
+    "LOGISTIC": _hook_logistic,
+    "TANH": _unary(np.tanh),
+    "EXP": _unary(np.exp),
+    "ARG_MAX": _reduce_index(np.argmax),
+    "ARG_MIN": _reduce_index(np.argmin),
+}
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A documented GPU miscompute, acting on one op type wherever it sits in the graph."""
+
+    name: str
+    op: str
+    hook: Hook
+    backends: tuple[str, ...] = ("cl", "gl")
+    precisions: tuple[str, ...] = ("fp16",)
+    description: str = ""
+
+
+FAULTS: dict[str, Fault] = {}
+
+
+def resolve_hook(
+    op: str,
+    *,
+    backend: str,
+    precision: str,
+    faults: Sequence[str] = (),
+    registry: Mapping[str, Fault] | None = None,
+) -> Hook | None:
+    """The hook for ``op``: an active fault's hook first, else the plain numeric hook."""
+    table = FAULTS if registry is None else registry
+    for name in faults:
+        fault = table.get(name)
+        if fault and fault.op == op and backend in fault.backends and precision in fault.precisions:
+            return fault.hook
+    return HOOKS.get(op)
+
+
+def _round16(a: np.ndarray) -> np.ndarray:
+    if a.dtype.kind != "f":
+        return a
+    with np.errstate(over="ignore"):
+        return a.astype(np.float16).astype(a.dtype)
+
+
+@dataclass(frozen=True)
+class Emulation:
+    """How the emulated accelerator changes a float32 CPU run's outputs."""
+
+    precision: str  # "fp16" (precision loss allowed) or "fp32"
+    backend: str  # "cl", "gl" or "nnapi"
+    delegated: frozenset[int]
+    faults: tuple[str, ...] = ()
+
+    def _on_accel(self, op: OpInfo | None) -> bool:
+        return op is not None and op.index in self.delegated
+
+    def _fed_by_accel(self, graph: Graph, op: OpInfo) -> bool:
+        return any(i >= 0 and self._on_accel(graph.producer(i)) for i in op.inputs)
+
+    def _active_hook(self, graph: Graph, op: OpInfo | None) -> Hook | None:
+        """The hook that changes ``op``'s output here, or None if the CPU result stands."""
+        if op is None:
+            return None
+        plain = HOOKS.get(op.op)
+        hook = resolve_hook(
+            op.op, backend=self.backend, precision=self.precision, faults=self.faults
+        )
+        if hook is not None and hook is not plain and self._on_accel(op):
+            return hook  # an active fault: a GPU kernel bug, so only where the GPU runs the op
+        fp16_touched = self._on_accel(op) or self._fed_by_accel(graph, op)
+        return plain if self.precision == "fp16" and fp16_touched else None
+
+    def needs_intermediates(self, graph: Graph) -> bool:
+        """True if some output must be recomputed from tensors the interpreter frees."""
+        for tensor in graph.outputs:
+            op = graph.producer(tensor)
+            if self._active_hook(graph, op) is not None and any(
+                i >= 0 and i not in graph.inputs and not graph.tensors[i].is_const
+                for i in op.inputs
+            ):
+                return True
+        return False
+
+    def outputs(self, graph: Graph, get: Callable[[int], np.ndarray]) -> list[np.ndarray]:
+        """Emulated values of the model outputs, in output order."""
+        result = []
+        with np.errstate(all="ignore"):
+            for tensor in graph.outputs:
+                result.append(self._output(graph, tensor, np.asarray(get(tensor)), get))
+        return result
+
+    def _output(self, graph: Graph, tensor: int, cpu: np.ndarray, get) -> np.ndarray:
+        fp16 = self.precision == "fp16"
+        op = graph.producer(tensor)
+        hook = self._active_hook(graph, op)
+        on_accel = self._on_accel(op)
+        if hook is not None:
+            inputs = []
+            for i in op.inputs:
+                if i < 0:
+                    continue
+                value = np.asarray(get(i))
+                from_accel = on_accel or self._on_accel(graph.producer(i))
+                inputs.append(_round16(value) if fp16 and from_accel else value)
+            dt = np.float16 if fp16 and on_accel else np.float32
+            out = np.asarray(hook(inputs, op, dt))
+            return out.reshape(cpu.shape).astype(cpu.dtype)
+        if fp16 and (
+            on_accel or (op is not None and op.op in _LAYOUT_OPS and self._fed_by_accel(graph, op))
+        ):
+            return _round16(cpu)
+        return cpu.copy()
