@@ -55,6 +55,11 @@ CREATE TABLE IF NOT EXISTS variants (
     model TEXT NOT NULL,
     spec TEXT NOT NULL                 -- JSON manifest entry (or inferred spec)
 );
+CREATE TABLE IF NOT EXISTS evalsets (
+    fingerprint TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    data BLOB NOT NULL                 -- compressed npz: images uint8 [N,H,W,C], masks [N,H,W]
+);
 CREATE TABLE IF NOT EXISTS cells (
     run_id TEXT NOT NULL REFERENCES runs(id),
     serial TEXT NOT NULL,
@@ -246,6 +251,36 @@ class Store:
         if row is None:
             return None
         return {"sha256": sha256, "variant_id": row[0], "model": row[1], "spec": json.loads(row[2])}
+
+    # -- eval sets -----------------------------------------------------------------------------
+    def add_evalset(self, fingerprint: str, name: str, images, masks=None) -> None:
+        import io
+
+        import numpy as np
+
+        buf = io.BytesIO()
+        arrays = {"images": images} if masks is None else {"images": images, "masks": masks}
+        np.savez_compressed(buf, **arrays)
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO evalsets (fingerprint, name, data) VALUES (?, ?, ?)",
+                (fingerprint, name, buf.getvalue()),
+            )
+
+    def evalset(self, fingerprint: str):
+        """(name, images, masks or None) of a stored eval set, or None."""
+        import io
+
+        import numpy as np
+
+        row = self.db.execute(
+            "SELECT name, data FROM evalsets WHERE fingerprint = ?", (fingerprint,)
+        ).fetchone()
+        if row is None:
+            return None
+        with np.load(io.BytesIO(row[1]), allow_pickle=False) as data:
+            masks = np.array(data["masks"]) if "masks" in data else None
+            return row[0], np.array(data["images"]), masks
 
     # -- cells ---------------------------------------------------------------------------------
     def record_cell(self, cell: CellRecord, outputs: bytes | None = None) -> None:
