@@ -48,6 +48,9 @@ def _register() -> None:
     app.command("probe")(device_commands.probe)
     app.add_typer(virtual_commands.app, name="virtual")
     app.command("demo")(demo)
+    from harness.bench import commands as bench_commands
+
+    app.command("bench")(bench_commands.bench)
     try:  # areas built in parallel register themselves when present
         from harness.train import commands as train_commands
 

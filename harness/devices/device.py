@@ -202,30 +202,43 @@ class Device:
         self, local: str | os.PathLike, remote: str, mode: int = 0o644, use_cache: bool = True
     ) -> PushResult:
         """Push a file unless the phone already has the same content at ``remote``."""
-        path = Path(local)
+        return self.push_many([(local, remote)], mode=mode, use_cache=use_cache)[0]
+
+    def push_many(
+        self,
+        pairs: Sequence[tuple[str | os.PathLike, str]],
+        mode: int = 0o644,
+        use_cache: bool = True,
+    ) -> list[PushResult]:
+        """Push several files in one sync session (one connection, no shell)."""
+        with self._sync() as sync:
+            return [self._push_one(sync, Path(lo), re, mode, use_cache) for lo, re in pairs]
+
+    def _push_one(
+        self, sync: _SyncSession, path: Path, remote: str, mode: int, use_cache: bool
+    ) -> PushResult:
         try:
             st = path.stat()
         except OSError as exc:
             raise HarnessError(f"cannot read {path}: {exc.strerror}") from exc
         known = self._hashes.get(path, st) if use_cache else None
         marker_path = _marker_path(remote)
-        with self._sync() as sync:
-            if use_cache:
-                remote_size = sync.stat_size(remote)
-                marker = sync.read_small(marker_path) if remote_size == st.st_size else None
-                if marker:
-                    parts = marker.decode("ascii", errors="replace").split()
-                    if len(parts) == 2 and parts[1] == str(st.st_size):
-                        sha = known or self._hashes.compute(path, st)
-                        if parts[0] == sha:
-                            return PushResult(remote, st.st_size, sha, 0)
-            with open(path, "rb") as handle:
-                # A hash known from the local cache is not recomputed; new content is hashed
-                # while it is sent.
-                sha = sync.send(handle, remote, mode, known_sha=known)
-            self._hashes.put(path, st, sha)
-            if use_cache:
-                sync.send_bytes(f"{sha} {st.st_size}\n".encode(), marker_path, 0o644)
+        if use_cache:
+            remote_size = sync.stat_size(remote)
+            marker = sync.read_small(marker_path) if remote_size == st.st_size else None
+            if marker:
+                parts = marker.decode("ascii", errors="replace").split()
+                if len(parts) == 2 and parts[1] == str(st.st_size):
+                    sha = known or self._hashes.compute(path, st)
+                    if parts[0] == sha:
+                        return PushResult(remote, st.st_size, sha, 0)
+        with open(path, "rb") as handle:
+            # A hash known from the local cache is not recomputed; new content is hashed
+            # while it is sent.
+            sha = sync.send(handle, remote, mode, known_sha=known)
+        self._hashes.put(path, st, sha)
+        if use_cache:
+            sync.send_bytes(f"{sha} {st.st_size}\n".encode(), marker_path, 0o644)
         return PushResult(remote, st.st_size, sha, st.st_size)
 
     def pull(self, remote: str, local: str | os.PathLike) -> int:

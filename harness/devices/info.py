@@ -219,3 +219,23 @@ def parse_probe(serial: str, text: str) -> DeviceInfo:
         profile=props.get("ro.harness.profile", ""),
         props=props,
     )
+
+
+SNAPSHOT_SCRIPT = "; ".join(
+    [
+        f"echo '{_SECTION}cpufreq'",
+        "cd /sys/devices/system/cpu 2>/dev/null && for c in cpu[0-9]*; do "
+        'echo "$c $(cat $c/cpufreq/scaling_cur_freq 2>/dev/null)"; done',
+        f"echo '{_SECTION}thermal'",
+        "cd /sys/class/thermal 2>/dev/null && for z in thermal_zone*; do "
+        'echo "$z|$(cat $z/type 2>/dev/null)|$(cat $z/temp 2>/dev/null)"; done',
+        f"echo '{_SECTION}end'",
+    ]
+)
+
+
+def parse_snapshot(text: str) -> dict:
+    """Thermal zones (°C by type) and current CPU frequencies (kHz), before/after a cell."""
+    sec = split_sections(text)
+    zones = {z.type or z.name: z.temp_c for z in parse_thermal(sec.get("thermal", ""))}
+    return {"zones": zones, "cpu_khz": list(parse_cpufreq(sec.get("cpufreq", "")))}

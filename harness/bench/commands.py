@@ -1,0 +1,198 @@
+"""``harness bench``."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from harness.devices.options import AdbOption, DeviceOption, JsonOption
+from harness.errors import PartialRun
+from harness.store import CellRecord
+from harness.ui import console
+
+
+def _cell_row(cell: CellRecord) -> tuple[str, ...]:
+    lat = cell.latency.get("avg_ms")
+    acc = cell.accuracy.get("vs_reference") or {}
+    sig = cell.accuracy.get("signature", "")
+    status = (
+        "[green]ok[/]"
+        if cell.ok and sig == "ok"
+        else (f"[yellow]{sig}[/]" if cell.ok else f"[red]failed[/]: {cell.reason[:60]}")
+    )
+    return (
+        cell.serial,
+        cell.variant_id,
+        cell.delegate,
+        f"{lat:.3f}" if lat is not None else "-",
+        f"{cell.latency.get('spread_pct', 0):.1f}%" if lat is not None else "-",
+        f"{acc['iou']:.4f}" if "iou" in acc else "-",
+        cell.delegation.get("verdict", "-") or "-",
+        status,
+    )
+
+
+def _table(rows: list[tuple[str, ...]], pending: int, title: str) -> Table:
+    table = Table(
+        title=title + (f" — {pending} cells to go" if pending else ""), title_justify="left"
+    )
+    for col, just in (
+        ("device", "left"),
+        ("variant", "left"),
+        ("delegate", "left"),
+        ("avg ms", "right"),
+        ("spread", "right"),
+        ("IoU vs desktop", "right"),
+        ("delegation", "left"),
+        ("result", "left"),
+    ):
+        table.add_column(col, justify=just)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def bench(
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Model folder (models/NAME) or a .tflite file.")
+    ],
+    device: DeviceOption = None,
+    adb: AdbOption = None,
+    variants: Annotated[
+        str | None,
+        typer.Option("--variants", help="Variant ids or globs, comma-separated (default: all)."),
+    ] = None,
+    delegates: Annotated[
+        str | None,
+        typer.Option(
+            "--delegates",
+            help="cpu,cpu1,gpu,gpu-fp32,gpu-cl,gpu-gl,nnapi (default: cpu,gpu,gpu-fp32).",
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="CPU threads (--num_threads).")
+    ] = None,
+    runs: Annotated[int, typer.Option("--runs", help="Timed runs per invocation (exact).")] = 20,
+    warmup: Annotated[
+        int, typer.Option("--warmup", help="Warmup runs per invocation (exact).")
+    ] = 2,
+    repeats: Annotated[
+        int, typer.Option("--repeats", help="Invocations per cell (spread between invocations).")
+    ] = 2,
+    eval_set: Annotated[
+        str, typer.Option("--eval-set", help="Folder with images/ and masks/, or 'synthetic'.")
+    ] = "synthetic",
+    images: Annotated[int, typer.Option("--images", help="Eval images for the accuracy pass.")] = 8,
+    store: Annotated[
+        str, typer.Option("--store", help="SQLite results store.")
+    ] = "results/harness.db",
+    resume: Annotated[
+        str | None, typer.Option("--resume", help="Finish an interrupted run (id or tag).")
+    ] = None,
+    cooldown: Annotated[
+        float | None,
+        typer.Option(
+            "--cooldown", help="Seconds between cells (default 3 on phones, 0 on virtual ones)."
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds one benchmark_model invocation may take.")
+    ] = 120.0,
+    wait_lock: Annotated[
+        float,
+        typer.Option(
+            "--wait", help="Seconds to wait for a device another harness run is using (0: refuse)."
+        ),
+    ] = 0.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Benchmark variants on phones: latency per delegate and accuracy vs desktop references."""
+    from harness.bench.run import BenchOptions, run_bench
+
+    opts = BenchOptions(
+        model=model,
+        devices=tuple(device or ()),
+        adb=tuple(adb or ()),
+        variants=variants,
+        delegates=delegates,
+        threads=threads,
+        runs=runs,
+        warmup=warmup,
+        repeats=repeats,
+        eval_set=eval_set,
+        images=images,
+        store=store,
+        cooldown=cooldown,
+        timeout=timeout,
+        wait_lock=wait_lock,
+    )
+    rows: list[tuple[str, ...]] = []
+    state = {"pending": 0, "title": "bench", "live": None}
+
+    def on_start(run_id: str, plan: list) -> None:
+        state["pending"] = len(plan)
+        state["title"] = f"run {run_id}"
+        if not as_json:
+            live = Live(
+                _table(rows, len(plan), state["title"]),
+                console=console(),
+                refresh_per_second=4,
+                transient=False,
+            )
+            live.start()
+            state["live"] = live
+
+    def on_cell(cell: CellRecord) -> None:
+        rows.append(_cell_row(cell))
+        state["pending"] -= 1
+        if state["live"] is not None:
+            state["live"].update(_table(rows, state["pending"], state["title"]))
+
+    try:
+        outcome = run_bench(opts, resume=resume, on_start=on_start, on_cell=on_cell)
+    finally:
+        if state["live"] is not None:
+            state["live"].stop()
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "run": outcome.run_id,
+                    "status": outcome.status,
+                    "store": store,
+                    "bytes_pushed": outcome.bytes_sent,
+                    "bytes_cached": outcome.bytes_skipped,
+                    "cells": [
+                        {
+                            "device": c.serial,
+                            "variant": c.variant_id,
+                            "delegate": c.delegate,
+                            "status": c.status,
+                            "reason": c.reason,
+                            "latency": c.latency,
+                            "accuracy": c.accuracy,
+                            "delegation": c.delegation,
+                        }
+                        for c in outcome.cells
+                    ],
+                },
+                indent=2,
+                default=str,
+            )
+        )
+    else:
+        console().print(
+            f"run [bold]{outcome.run_id}[/]: {len(outcome.cells)} cells measured"
+            + (f", {outcome.skipped_cells} already stored" if outcome.skipped_cells else "")
+            + f", {len(outcome.failed)} failed; pushed {outcome.bytes_sent / 1e6:.1f} MB "
+            f"({outcome.bytes_skipped / 1e6:.1f} MB already on the phones); store {store}"
+        )
+    if outcome.failed:
+        raise PartialRun(
+            f"{len(outcome.failed)} of {len(outcome.cells)} cells failed in run "
+            f"{outcome.run_id}; finished cells are stored (harness report)"
+        )

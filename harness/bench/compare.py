@@ -1,0 +1,98 @@
+"""Compare device outputs with references: metrics and failure signatures (pure numpy)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from harness import metrics
+
+WRONG_IOU = 0.9  # below this vs the desktop reference, a cell's output is "wrong"
+WRONG_MAX_ABS = 0.1
+
+
+def _finite(x: np.ndarray) -> np.ndarray:
+    return np.nan_to_num(x.astype(np.float64), nan=0.0, posinf=1.0, neginf=0.0)
+
+
+def _iou(pred: np.ndarray, true: np.ndarray) -> float:
+    return float(metrics.iou(pred.astype(bool), true.astype(bool)))
+
+
+def vs_reference(
+    device_fg: np.ndarray,
+    device_mask: np.ndarray,
+    ref_fg: np.ndarray,
+    ref_mask: np.ndarray,
+    class_probs: np.ndarray | None = None,
+) -> dict:
+    """Fidelity of the device against the desktop output of the same variant.
+
+    ``class_probs`` [N,H,W,C] (for class-probability outputs) enables the sum-to-one check.
+    """
+    n = device_fg.shape[0]
+    nan = int(np.isnan(device_fg).sum())
+    inf = int(np.isinf(device_fg).sum())
+    per_image = [_iou(device_mask[i], ref_mask[i]) for i in range(n)]
+    diff = np.abs(_finite(device_fg) - ref_fg.astype(np.float64))
+    max_abs = float(diff.max()) if diff.size else 0.0
+    mean_abs = float(diff.mean()) if diff.size else 0.0
+    mse = float((diff**2).mean()) if diff.size else 0.0
+    psnr = math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+    sum_err = None
+    if class_probs is not None:
+        sums = np.nansum(class_probs.astype(np.float64), axis=-1)
+        sum_err = float(np.nanmax(np.abs(sums - 1.0))) if sums.size else 0.0
+        if nan or inf:
+            sum_err = max(sum_err, 1.0)
+    finite = device_fg[np.isfinite(device_fg)]
+    constant = bool(finite.size == 0 or float(finite.max() - finite.min()) < 1e-6)
+    inverted_iou = float(np.mean([_iou(1 - device_mask[i], ref_mask[i]) for i in range(n)]))
+    iou = float(np.mean(per_image))
+    inverted = bool(inverted_iou > 0.5 and iou < 0.5)
+    return {
+        "iou": iou,
+        "iou_min": float(min(per_image)),
+        "max_abs": max_abs,
+        "mean_abs": mean_abs,
+        "psnr_db": psnr if math.isfinite(psnr) else None,
+        "nan": nan,
+        "inf": inf,
+        "sum_to_one_err": sum_err,
+        "constant": constant,
+        "inverted": inverted,
+        "worst": [int(i) for i in np.argsort(per_image)[:3]],
+    }
+
+
+def signature(ref: dict) -> str:
+    """The primary failure signature of a cell vs its reference (docs/results-schema.md)."""
+    if ref["nan"] or ref["inf"]:
+        return "nan"
+    if ref["constant"] and ref["iou"] < WRONG_IOU:
+        return "constant"
+    if ref["inverted"]:
+        return "inverted"
+    if ref["sum_to_one_err"] is not None and ref["sum_to_one_err"] > 0.01:
+        return "sum!=1"
+    if ref["iou"] < WRONG_IOU or ref["max_abs"] > WRONG_MAX_ABS:
+        return "wrong"
+    return "ok"
+
+
+def vs_float(device_fg: np.ndarray, device_mask: np.ndarray, float_fg: np.ndarray) -> dict:
+    float_mask = (float_fg > 0.5).astype(np.uint8)
+    diff = np.abs(_finite(device_fg) - float_fg.astype(np.float64))
+    return {
+        "iou": float(np.mean([_iou(device_mask[i], float_mask[i]) for i in range(len(float_fg))])),
+        "max_abs": float(diff.max()) if diff.size else 0.0,
+        "mean_abs": float(diff.mean()) if diff.size else 0.0,
+    }
+
+
+def vs_gt(device_mask: np.ndarray, gt: np.ndarray) -> dict:
+    return {
+        "iou": float(np.mean([_iou(device_mask[i], gt[i]) for i in range(len(gt))])),
+        "pixel_acc": float(metrics.pixel_accuracy(device_mask.astype(bool), gt.astype(bool))),
+    }

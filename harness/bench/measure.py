@@ -1,0 +1,209 @@
+"""The two passes of a cell on a device: latency (benchmark_model timings) and accuracy
+(outputs of benchmark_model on every eval input, via one pushed on-device script)."""
+
+from __future__ import annotations
+
+import re
+import statistics
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness.bench.plan import Target
+from harness.bench.stage import REMOTE_ROOT, Staged
+from harness.devices.device import Device, quote, sh_join
+from harness.errors import DeviceTimeout
+from harness.runner import BenchmarkInvocation, BenchmarkLog, Delegate, parse_log
+
+_SIGNALS = {134: "SIGABRT", 137: "SIGKILL", 139: "SIGSEGV", 136: "SIGFPE", 135: "SIGBUS"}
+
+
+class CellFailed(Exception):
+    """A cell could not be measured; ``reason`` is one line for the store and report."""
+
+    def __init__(self, reason: str, log: str = "") -> None:
+        super().__init__(reason)
+        self.reason = " ".join(reason.split())
+        self.log = log
+
+
+@dataclass(frozen=True)
+class Settings:
+    runs: int = 20
+    warmup: int = 2
+    repeats: int = 2
+    threads: int | None = None
+    timeout: float = 120.0
+    affinity: str | None = None  # taskset mask, when the device supports it
+
+
+def _stats_ms(value: float | None) -> float | None:
+    return None if value is None else value / 1000.0
+
+
+def _failure(result_code: int, log: BenchmarkLog) -> str | None:
+    if log.verdict.value == "failed":
+        return "delegate failed: " + (log.error_lines[0] if log.error_lines else "no detail")
+    if result_code in _SIGNALS:
+        return f"benchmark_model crashed ({_SIGNALS[result_code]}, exit {result_code})" + (
+            f": {log.error_lines[0]}" if log.error_lines else ""
+        )
+    if result_code != 0 or log.failed:
+        detail = log.error_lines[0] if log.error_lines else "no error line"
+        return f"benchmark_model failed (exit {result_code}): {detail}"
+    return None
+
+
+def _command(inv: BenchmarkInvocation, staged: Staged, affinity: str | None) -> str:
+    argv = inv.argv(binary=staged.binary)
+    prefix = f"taskset {affinity} " if affinity else ""
+    return f"cd {quote(REMOTE_ROOT)} && {prefix}{sh_join(argv)}"
+
+
+def delegation(log: BenchmarkLog, delegate: Delegate) -> dict:
+    return {
+        "verdict": log.verdict.value if delegate.is_gpu or delegate.value == "nnapi" else "none",
+        "unsupported_ops": [[u.op, u.reason] for u in log.unsupported_ops],
+        "gpu_backend": log.gpu_backend.value if log.gpu_backend else None,
+        "cl_to_gl_fallback": bool(log.cl_to_gl_fallback),
+        "replaced_nodes": log.replaced_nodes,
+        "total_nodes": log.total_nodes,
+        "virtual": bool(log.virtual),
+    }
+
+
+def latency_pass(
+    device: Device, staged: Staged, target: Target, delegate: Delegate, s: Settings
+) -> tuple[dict, dict, str]:
+    """``repeats`` invocations with exact warmup/run counts -> (latency, delegation, log)."""
+    inv = BenchmarkInvocation(
+        graph=staged.models[target.sha256],
+        delegate=delegate,
+        threads=s.threads,
+        warmup_runs=s.warmup,
+        runs=s.runs,
+        exact_counts=True,
+        report_peak_memory_footprint=True,
+    )
+    command = _command(inv, staged, s.affinity)
+    logs: list[BenchmarkLog] = []
+    texts: list[str] = []
+    for _ in range(s.repeats):
+        try:
+            result = device.shell(command, timeout=s.timeout)
+        except DeviceTimeout as exc:
+            raise CellFailed(
+                f"latency pass timed out after {s.timeout:g}s", "\n".join(texts)
+            ) from exc
+        text = result.out + ("\n" + result.err if result.err else "")
+        texts.append(text)
+        log = parse_log(result.out, result.err)
+        failure = _failure(result.returncode, log)
+        if failure:
+            raise CellFailed(failure, "\n".join(texts))
+        if log.inference is None or log.inference.avg is None:
+            raise CellFailed("benchmark_model printed no inference timings", "\n".join(texts))
+        logs.append(log)
+    avgs = [lg.inference.avg / 1000.0 for lg in logs]
+    mean = statistics.fmean(avgs)
+    last = logs[-1]
+
+    def pooled(attr: str, fn):
+        values = [
+            getattr(lg.inference, attr) for lg in logs if getattr(lg.inference, attr) is not None
+        ]
+        return fn(values) / 1000.0 if values else None
+
+    latency = {
+        "runs": s.runs,
+        "warmup_runs": s.warmup,
+        "repeats": s.repeats,
+        "threads": s.threads,
+        "affinity": s.affinity,
+        "init_ms": statistics.fmean([lg.init_us / 1000.0 for lg in logs if lg.init_us is not None])
+        if any(lg.init_us is not None for lg in logs)
+        else last.init_ms,
+        "first_ms": _stats_ms(last.first_inference_us),
+        "warmup_avg_ms": _stats_ms(last.warmup_avg_us),
+        "avg_ms": mean,
+        "std_ms": pooled("std", statistics.fmean),
+        "min_ms": pooled("min", min),
+        "max_ms": pooled("max", max),
+        "p5_ms": pooled("p5", statistics.fmean),
+        "median_ms": pooled("median", statistics.fmean),
+        "p95_ms": pooled("p95", statistics.fmean),
+        "invocation_avg_ms": avgs,
+        "spread_pct": (max(avgs) - min(avgs)) / mean * 100 if mean > 0 else 0.0,
+        "peak_mem_mb": last.peak_mem_mb,
+    }
+    return latency, delegation(last, delegate), "\n".join(texts)
+
+
+_STATUS = re.compile(r"^harness-status (\d+) (\d+)$", re.M)
+
+
+def accuracy_pass(
+    device: Device, staged: Staged, target: Target, delegate: Delegate, s: Settings, cell_id: str
+) -> tuple[np.ndarray, str]:
+    """Raw device outputs [N, sample_bytes] (uint8) for every eval input, and the run log."""
+    inputs = staged.inputs[staged.input_keys[target.sha256]]
+    out_dir = f"{REMOTE_ROOT}/out/{cell_id}"
+    cache = f"{REMOTE_ROOT}/kernel-cache"
+    common = BenchmarkInvocation(
+        graph=staged.models[target.sha256],
+        delegate=delegate,
+        threads=s.threads,
+        warmup_runs=0,
+        runs=1,
+        exact_counts=True,
+        delegate_serialize_dir=cache if delegate.is_gpu else None,
+        delegate_serialize_token=target.sha256[:16] if delegate.is_gpu else None,
+    ).flags()
+    name = target.input.name
+    args = [
+        "sh",
+        staged.accuracy_script,
+        staged.binary,
+        out_dir,
+        staged.input_dirs[target.sha256],
+        str(len(inputs)),
+        name,
+        name.replace(":", "::"),
+        ",".join(str(d) for d in target.input.shape),
+        "--",
+        *common,
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        if delegate.is_gpu:
+            device.shell(["mkdir", "-p", cache])
+        try:
+            result = device.shell(args, timeout=s.timeout * max(1, len(inputs)))
+        except DeviceTimeout as exc:
+            raise CellFailed(f"accuracy pass timed out after {s.timeout * len(inputs):g}s") from exc
+        statuses = {int(i): int(rc) for i, rc in _STATUS.findall(result.out)}
+        if len(statuses) != len(inputs):
+            raise CellFailed(
+                f"accuracy script stopped after {len(statuses)} of {len(inputs)} "
+                f"inputs (exit {result.returncode})",
+                result.out + result.err,
+            )
+        bad = sorted(i for i, rc in statuses.items() if rc != 0)
+        if bad:
+            first = bad[0]
+            log_text = (device.read_file(f"{out_dir}/{first}.log") or b"").decode(errors="replace")
+            failure = _failure(statuses[first], parse_log(log_text)) or f"exit {statuses[first]}"
+            raise CellFailed(f"accuracy pass, input {first}: {failure}", log_text)
+        local_out = Path(tmp) / "all.bin"
+        device.pull(f"{out_dir}/all.bin", local_out)  # one transfer for every output
+        data = local_out.read_bytes()
+    expected = target.sample_bytes * len(inputs)
+    if len(data) != expected:
+        raise CellFailed(
+            f"wrong output size: {len(data)} bytes, expected {expected} "
+            f"({len(inputs)} x {target.sample_bytes})",
+            result.out,
+        )
+    device.shell(["rm", "-rf", out_dir])
+    return np.frombuffer(data, np.uint8).reshape(len(inputs), target.sample_bytes), result.out

@@ -1,0 +1,163 @@
+"""Resolve what a bench run measures: variants, delegates, eval set, desktop references."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from harness.convert.specs import InputSpec, OutputSpec
+from harness.errors import ModelError, UsageError
+from harness.runner import Delegate, parse_delegate
+
+DEFAULT_DELEGATES = ("cpu", "gpu", "gpu-fp32")
+EVAL_SEED = 20261124  # the synthetic eval set is fixed: same images on every run
+
+
+@dataclass(frozen=True)
+class Target:
+    """One variant to benchmark."""
+
+    variant_id: str
+    sha256: str
+    path: Path
+    input: InputSpec
+    output: OutputSpec
+    output_sizes: tuple[int, ...]  # bytes per sample of every output tensor, in order
+    model: str
+    spec: dict = field(compare=False, repr=False)  # what the store keeps
+
+    @property
+    def output_offset(self) -> int:
+        """Byte offset of the decoded output inside one sample's --output_filepath bytes."""
+        index = max(self.output.index, 0)
+        order = self.spec.get("_output_order", [])
+        position = order.index(index) if index in order else 0
+        return sum(self.output_sizes[:position])
+
+    @property
+    def sample_bytes(self) -> int:
+        return sum(self.output_sizes)
+
+
+def _tensor_bytes(shape, dtype: str) -> int:
+    return int(np.prod([max(int(d), 1) for d in shape])) * np.dtype(dtype).itemsize
+
+
+def _file_sha(path: Path) -> str:
+    from harness.devices.cache import sha256_file
+
+    return sha256_file(path)
+
+
+def resolve_targets(model: str, variants: str | None = None) -> tuple[str, list[Target]]:
+    """``models/NAME`` (its variants.json) or one ``.tflite`` (spec inferred or from a manifest)."""
+    from harness.convert.inspection import inspect_tflite
+    from harness.convert.tflite_model import read_tflite
+    from harness.convert.variants import MANIFEST_NAME, read_manifest
+
+    path = Path(model)
+    patterns = [p.strip() for p in (variants or "*").split(",") if p.strip()]
+    targets: list[Target] = []
+    if path.is_dir():
+        if not (path / MANIFEST_NAME).is_file():
+            raise ModelError(f"{path} has no {MANIFEST_NAME}: run harness convert {path} first")
+        manifest = read_manifest(path)
+        for record in manifest.variants:
+            if not any(fnmatch.fnmatchcase(record.id, p) for p in patterns):
+                continue
+            file = path / record.file
+            if not file.is_file():
+                raise ModelError(f"{file} is listed in {MANIFEST_NAME} but missing")
+            if _file_sha(file) != record.sha256:
+                raise ModelError(f"{file} changed since conversion (sha256 differs): reconvert")
+            tm = read_tflite(file)
+            spec = record.to_dict()
+            spec["_output_order"] = [t.index for t in tm.outputs]
+            targets.append(
+                Target(
+                    record.id,
+                    record.sha256,
+                    file,
+                    record.input,
+                    record.output,
+                    tuple(_tensor_bytes(t.shape, t.dtype) for t in tm.outputs),
+                    manifest.model,
+                    spec,
+                )
+            )
+        name = manifest.model
+        if not targets:
+            known = ", ".join(r.id for r in manifest.variants) or "none"
+            raise UsageError(
+                f"--variants {variants!r} matches no variant of {path}; known: {known}"
+            )
+    elif path.is_file():
+        insp = inspect_tflite(path)
+        spec = insp.to_dict()
+        spec["_output_order"] = [t.index for t in insp.model.outputs]
+        variant_id = insp.variant_id or path.stem
+        targets.append(
+            Target(
+                variant_id,
+                insp.model.sha256,
+                path,
+                insp.input,
+                insp.output,
+                tuple(_tensor_bytes(t.shape, t.dtype) for t in insp.model.outputs),
+                path.stem,
+                spec,
+            )
+        )
+        name = path.stem
+    else:
+        raise UsageError(f"--model {model}: no such model folder or .tflite file")
+    return name, targets
+
+
+def resolve_delegates(text: str | None) -> list[Delegate]:
+    names = [n.strip() for n in (text or ",".join(DEFAULT_DELEGATES)).split(",") if n.strip()]
+    if not names:
+        raise UsageError("--delegates is empty")
+    return list(dict.fromkeys(parse_delegate(n) for n in names))
+
+
+def eval_images(source: str, n: int, target: Target) -> tuple[str, np.ndarray, np.ndarray | None]:
+    """(name, images uint8 [N,H,W,C], masks or None) at the target's input size."""
+    if n < 1:
+        raise UsageError("--images must be at least 1")
+    h, w, c = target.input.height, target.input.width, target.input.channels
+    if c not in (1, 3, 4):
+        raise UsageError(f"{target.variant_id}: {c}-channel input is not an image")
+    if source == "synthetic":
+        from harness.train.data import synthetic_portraits
+
+        images, masks = synthetic_portraits(n, max(h, w), EVAL_SEED, channels=4 if c == 4 else 3)
+        name = f"synthetic-{n}x{max(h, w)}-seed{EVAL_SEED}"
+    else:
+        folder = Path(source)
+        if not folder.is_dir():
+            raise UsageError(f"--eval-set {source}: not a folder (or 'synthetic')")
+        from harness.train.data import load_folder
+
+        images, masks = load_folder(folder, max(h, w), channels=4 if c == 4 else 3)
+        images, masks = images[:n], masks[:n]
+        name = f"{folder.name}-{len(images)}x{max(h, w)}"
+    if (h, w) != images.shape[1:3]:
+        import cv2
+
+        images = np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in images])
+        masks = np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST) for m in masks])
+    if c == 1:
+        images = images[..., :1]
+    return name, np.ascontiguousarray(images), np.ascontiguousarray(masks)
+
+
+def input_key(eval_fingerprint: str, spec: InputSpec) -> str:
+    """Identifies a preprocessed input set: same eval set + same input spec = same bytes."""
+    blob = json.dumps(spec.to_dict(), sort_keys=True).encode() + eval_fingerprint.encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

@@ -1,0 +1,404 @@
+"""Orchestrate a bench run: resolve -> stage -> measure -> compare -> store, per device.
+
+One worker thread per device; cells run sequentially on a device and in parallel across
+devices. Every cell is committed to the store when it finishes (its own connection per
+worker), so Ctrl-C or a lost device never loses a finished cell; ``resume`` runs only the
+cells the store does not have.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from harness.bench import compare
+from harness.bench.measure import CellFailed, Settings, accuracy_pass, latency_pass
+from harness.bench.plan import Target, eval_images, input_key, resolve_delegates, resolve_targets
+from harness.bench.stage import Staged, local_inputs, stage
+from harness.devices import adb
+from harness.devices.device import Device
+from harness.devices.info import SNAPSHOT_SCRIPT, DeviceInfo, parse_snapshot
+from harness.errors import DeviceUnavailable, HarnessError, UsageError
+from harness.runner import Delegate
+from harness.store import CellKey, CellRecord, Store
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    model: str
+    devices: tuple[str, ...] = ()
+    adb: tuple[str, ...] = ()
+    variants: str | None = None
+    delegates: str | None = None
+    threads: int | None = None
+    runs: int = 20
+    warmup: int = 2
+    repeats: int = 2
+    eval_set: str = "synthetic"
+    images: int = 8
+    store: str = "results/harness.db"
+    cooldown: float | None = None  # None: 0 s on virtual phones, 3 s on real ones
+    timeout: float = 120.0
+    wait_lock: float = 0.0
+
+    def plan_config(self) -> dict:
+        keys = (
+            "model",
+            "variants",
+            "delegates",
+            "threads",
+            "runs",
+            "warmup",
+            "repeats",
+            "eval_set",
+            "images",
+            "cooldown",
+            "timeout",
+        )
+        return {k: getattr(self, k) for k in keys}
+
+
+@dataclass
+class Outcome:
+    run_id: str
+    status: str
+    cells: list[CellRecord] = field(default_factory=list)
+    bytes_sent: int = 0
+    bytes_skipped: int = 0
+    device_seconds: float = 0.0  # wall time of benchmark_model shell commands on the devices
+    wall_seconds: float = 0.0
+    skipped_cells: int = 0  # already in the store (resume)
+
+    @property
+    def failed(self) -> list[CellRecord]:
+        return [c for c in self.cells if not c.ok]
+
+
+@dataclass
+class _Shared:
+    store_path: str
+    run_id: str
+    targets: list[Target]
+    references: dict[str, tuple[np.ndarray, np.ndarray]]  # sha -> (fg, mask)
+    float_fg: np.ndarray | None
+    gt: np.ndarray | None
+    eval_fingerprint: str
+    inputs_by_key: dict[str, list[Path]]
+    settings: Settings
+    cooldown: float | None
+    stop: threading.Event
+    on_cell: Callable[[CellRecord], None]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    outcome: Outcome | None = None
+
+
+def _affinity(device: Device, info: DeviceInfo) -> str | None:
+    big = info.big_cores()
+    if not big or len(big) == info.cores:
+        return None
+    mask = hex(sum(1 << c for c in big))
+    probe = device.shell(f"taskset {mask} true", timeout=10)
+    return mask if probe.ok else None  # e.g. the virtual phone's host has fewer cores
+
+
+def _decode(raw: np.ndarray, target: Target) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    from harness.convert.specs import Semantics
+    from harness.reference import decode_outputs, dequantize
+
+    size = int(np.prod(target.output.shape[1:])) * np.dtype(target.output.dtype).itemsize
+    chunk = raw[:, target.output_offset : target.output_offset + size]
+    tensor = (
+        np.ascontiguousarray(chunk)
+        .view(target.output.dtype)
+        .reshape((raw.shape[0], *target.output.shape[1:]))
+    )
+    fg, mask = decode_outputs(tensor, target.output)
+    probs = None
+    if target.output.semantics == Semantics.CLASS_PROBABILITIES:
+        probs = dequantize(tensor, target.output)
+    return fg, mask, probs
+
+
+def _measure_cell(
+    device: Device,
+    staged: Staged,
+    target: Target,
+    delegate: Delegate,
+    shared: _Shared,
+    cell_id: str,
+    s: Settings,
+) -> tuple[dict, dict, dict, str, bytes, float]:
+    t0 = time.monotonic()
+    latency, delegation, log = latency_pass(device, staged, target, delegate, s)
+    raw, acc_log = accuracy_pass(device, staged, target, delegate, s, cell_id)
+    device_s = time.monotonic() - t0
+    fg, mask, probs = _decode(raw, target)
+    ref_fg, ref_mask = shared.references[target.sha256]
+    ref = compare.vs_reference(fg, mask, ref_fg, ref_mask, probs)
+    accuracy = {
+        "n": int(len(fg)),
+        "vs_reference": ref,
+        "vs_float": compare.vs_float(fg, mask, shared.float_fg)
+        if shared.float_fg is not None and shared.float_fg.shape == fg.shape
+        else None,
+        "vs_gt": compare.vs_gt(mask, shared.gt)
+        if shared.gt is not None and shared.gt.shape == mask.shape
+        else None,
+        "signature": compare.signature(ref),
+    }
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf,
+        device_fg=fg.astype(np.float32),
+        device_mask=mask,
+        ref_fg=ref_fg.astype(np.float32),
+        ref_mask=ref_mask,
+        device_raw=raw,
+    )
+    latency["device_s"] = device_s
+    return latency, accuracy, delegation, log + "\n" + acc_log, buf.getvalue(), device_s
+
+
+def _worker(
+    entry: adb.DeviceEntry,
+    device: Device,
+    info: DeviceInfo,
+    cells: list[tuple[Target, Delegate]],
+    shared: _Shared,
+) -> None:
+    store = Store(shared.store_path)
+    try:
+        staged = stage(device, info, shared.targets, shared.eval_fingerprint, shared.inputs_by_key)
+        with shared.lock:
+            shared.outcome.bytes_sent += staged.bytes_sent
+            shared.outcome.bytes_skipped += staged.bytes_skipped
+        settings = Settings(**{**asdict(shared.settings), "affinity": _affinity(device, info)})
+        cooldown = (
+            shared.cooldown if shared.cooldown is not None else (0.0 if info.virtual else 3.0)
+        )
+        lost: str | None = None
+        for n, (target, delegate) in enumerate(cells):
+            if shared.stop.is_set():
+                return
+            started = time.time()
+            cell_id = f"{shared.run_id}-{target.sha256[:8]}-{delegate.value}"
+            record = dict(
+                latency={}, accuracy={}, delegation={}, thermal={}, log="", status="ok", reason=""
+            )
+            outputs = None
+            if lost:
+                record.update(status="failed", reason=f"device lost: {lost}")
+            else:
+                if n and cooldown:
+                    time.sleep(cooldown)
+                for attempt in (1, 2):
+                    try:
+                        before = parse_snapshot(device.shell(SNAPSHOT_SCRIPT, timeout=30).out)
+                        lat, acc, dele, log, outputs, dev_s = _measure_cell(
+                            device, staged, target, delegate, shared, cell_id, settings
+                        )
+                        after = parse_snapshot(device.shell(SNAPSHOT_SCRIPT, timeout=30).out)
+                        record.update(
+                            latency=lat,
+                            accuracy=acc,
+                            delegation=dele,
+                            log=log,
+                            thermal={"before": before, "after": after},
+                        )
+                        with shared.lock:
+                            shared.outcome.device_seconds += dev_s
+                        break
+                    except CellFailed as exc:
+                        record.update(status="failed", reason=exc.reason, log=exc.log)
+                        break
+                    except DeviceUnavailable as exc:
+                        if attempt == 2:
+                            lost = str(exc)
+                            record.update(status="failed", reason=f"device lost: {exc}")
+                            break
+                        try:
+                            device.reconnect(timeout=20)
+                            staged = stage(
+                                device,
+                                info,
+                                shared.targets,
+                                shared.eval_fingerprint,
+                                shared.inputs_by_key,
+                            )
+                        except HarnessError as again:
+                            lost = str(again)
+                            record.update(status="failed", reason=f"device lost: {again}")
+                            break
+                    except HarnessError as exc:
+                        record.update(status="failed", reason=str(exc))
+                        break
+            cell = CellRecord(
+                shared.run_id,
+                entry.serial,
+                target.sha256,
+                target.variant_id,
+                delegate.value,
+                record["status"],
+                record["reason"],
+                started,
+                time.time(),
+                record["latency"],
+                record["accuracy"],
+                record["delegation"],
+                record["thermal"],
+                record["log"],
+            )
+            store.record_cell(cell, outputs if cell.ok else None)
+            with shared.lock:
+                shared.outcome.cells.append(cell)
+            shared.on_cell(cell)
+    except HarnessError as exc:  # staging failed: every cell of this device fails with it
+        for target, delegate in cells:
+            cell = CellRecord(
+                shared.run_id,
+                entry.serial,
+                target.sha256,
+                target.variant_id,
+                delegate.value,
+                "failed",
+                f"staging failed: {exc}",
+                time.time(),
+                time.time(),
+                {},
+                {},
+                {},
+                {},
+                "",
+            )
+            store.record_cell(cell)
+            with shared.lock:
+                shared.outcome.cells.append(cell)
+            shared.on_cell(cell)
+    finally:
+        store.close()
+
+
+def run_bench(
+    opts: BenchOptions,
+    resume: str | None = None,
+    on_start: Callable[[str, list[tuple[str, str, str]]], None] | None = None,
+    on_cell: Callable[[CellRecord], None] | None = None,
+) -> Outcome:
+    from harness.reference import EvalSet, reference_outputs
+
+    wall0 = time.monotonic()
+    store = Store(opts.store)
+    if resume:
+        run_id = store.resolve_run(resume)
+        config = store.run(run_id)["config"]
+        opts = BenchOptions(**{**asdict(opts), **config["options"]})
+        done = store.done_keys(run_id)
+    model_name, targets = resolve_targets(opts.model, opts.variants)
+    delegates = resolve_delegates(opts.delegates)
+    for value, name in ((opts.runs, "--runs"), (opts.repeats, "--repeats")):
+        if value < 1:
+            raise UsageError(f"{name} must be at least 1")
+    if opts.warmup < 0:
+        raise UsageError("--warmup must be 0 or more")
+    entries = adb.list_devices(adb.resolve_servers(list(opts.adb) or None))
+    chosen = adb.select_devices(entries, list(opts.devices))
+    devices = [(e, Device(e)) for e in chosen]
+    locks = [d.lock(wait=opts.wait_lock).acquire() for _, d in devices]  # DeviceBusy: refuse
+    try:
+        infos = [d.probe() for _, d in devices]
+        first = targets[0]
+        name, images, masks = eval_images(opts.eval_set, opts.images, first)
+        eval_set = EvalSet(name, images, masks)
+        cache_dir = Path(opts.model) / "reference" if Path(opts.model).is_dir() else None
+        references, float_fg = {}, None
+        for t in targets:
+            if (t.input.height, t.input.width, t.input.channels) != images.shape[1:]:
+                raise UsageError(f"{t.variant_id}: input {t.input.shape} differs from the others")
+            ref = reference_outputs(t.path, eval_set, t.input, t.output, cache_dir=cache_dir)
+            references[t.sha256] = (ref.fg_prob, ref.mask)
+            if t.variant_id == "logits-fp32":
+                float_fg = ref.fg_prob
+        inputs_by_key = {}
+        for t in targets:
+            key = input_key(eval_set.fingerprint, t.input)
+            inputs_by_key.setdefault(key, local_inputs(key, images, t))
+        if not resume:
+            config = {
+                "options": opts.plan_config(),
+                "model": model_name,
+                "devices": [e.serial for e, _ in devices],
+                "variants": [
+                    {"id": t.variant_id, "sha256": t.sha256, "file": str(t.path)} for t in targets
+                ],
+                "delegates": [d.value for d in delegates],
+                "eval_set": {**eval_set.describe(), "source": opts.eval_set},
+            }
+            run_id = store.create_run(config)
+            done = set()
+        store.add_evalset(eval_set.fingerprint, eval_set.name, images, masks)
+        for (entry, _), info in zip(devices, infos, strict=True):
+            store.add_device(run_id, entry.serial, info.model, info.virtual, info.to_json())
+        for t in targets:
+            store.add_variant(t.sha256, t.variant_id, model_name, t.spec)
+        outcome = Outcome(run_id, "running")
+        plan_rows = []
+        per_device = []
+        for (entry, device), info in zip(devices, infos, strict=True):
+            cells = [
+                (t, d)
+                for t in targets
+                for d in delegates
+                if CellKey(entry.serial, t.sha256, d.value) not in done
+            ]
+            outcome.skipped_cells += len(targets) * len(delegates) - len(cells)
+            plan_rows += [(entry.serial, t.variant_id, d.value) for t, d in cells]
+            per_device.append((entry, device, info, cells))
+        if on_start:
+            on_start(run_id, plan_rows)
+        shared = _Shared(
+            opts.store,
+            run_id,
+            targets,
+            references,
+            float_fg,
+            masks,
+            eval_set.fingerprint,
+            inputs_by_key,
+            Settings(opts.runs, opts.warmup, opts.repeats, opts.threads, opts.timeout),
+            opts.cooldown,
+            threading.Event(),
+            on_cell or (lambda cell: None),
+        )
+        shared.outcome = outcome
+        threads = [
+            threading.Thread(
+                target=_worker, args=(e, d, i, c, shared), daemon=True, name=f"bench-{e.serial}"
+            )
+            for e, d, i, c in per_device
+            if c
+        ]
+        for th in threads:
+            th.start()
+        try:
+            while any(th.is_alive() for th in threads):
+                for th in threads:
+                    th.join(timeout=0.2)
+        except KeyboardInterrupt:
+            shared.stop.set()
+            store.finish_run(run_id, "interrupted")
+            raise
+        all_cells = store.cells(run_id)
+        outcome.status = "complete" if all(c.ok for c in all_cells) else "partial"
+        store.finish_run(run_id, outcome.status)
+        outcome.wall_seconds = time.monotonic() - wall0
+        return outcome
+    finally:
+        for lock in locks:
+            lock.release()
+        store.close()

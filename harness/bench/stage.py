@@ -1,0 +1,88 @@
+"""Put what a device needs on it: the benchmark binary, the variants, the eval inputs.
+
+Everything is pushed hash-cached (an unchanged file is never sent twice) under
+``/data/local/tmp/harness``; the inputs are the eval images preprocessed per the variant's
+input spec, one raw tensor file per image, pushed once per (eval set, input spec).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from harness import assets, config
+from harness.bench.plan import Target, input_key
+from harness.devices.device import Device
+from harness.devices.info import DeviceInfo
+from harness.errors import AssetError
+
+REMOTE_ROOT = "/data/local/tmp/harness"
+REMOTE_BINARY = f"{REMOTE_ROOT}/bin/benchmark_model"
+REMOTE_ACCURACY = f"{REMOTE_ROOT}/scripts/accuracy.sh"
+
+
+@dataclass
+class Staged:
+    """What is on one device, for the cells that run there."""
+
+    binary: str = REMOTE_BINARY
+    accuracy_script: str = REMOTE_ACCURACY
+    input_dirs: dict[str, str] = field(default_factory=dict)  # variant sha256 -> remote dir
+    models: dict[str, str] = field(default_factory=dict)  # variant sha256 -> remote path
+    inputs: dict[str, list[str]] = field(default_factory=dict)  # input key -> remote files
+    input_keys: dict[str, str] = field(default_factory=dict)  # variant sha256 -> input key
+    bytes_sent: int = 0
+    bytes_skipped: int = 0
+
+
+def local_inputs(key: str, images: np.ndarray, target: Target) -> list[Path]:
+    """Preprocess once per (eval set, input spec); files are reused by every device."""
+    from harness.reference import preprocess
+
+    folder = config.home_dir() / "inputs" / key
+    files = [folder / f"{i}.raw" for i in range(len(images))]
+    if all(f.is_file() for f in files):
+        return files
+    folder.mkdir(parents=True, exist_ok=True)
+    batch = preprocess(images, target.input)
+    for i, sample in enumerate(batch):
+        tmp = files[i].with_suffix(".tmp")
+        tmp.write_bytes(np.ascontiguousarray(sample).tobytes())
+        tmp.replace(files[i])
+    return files
+
+
+def stage(
+    device: Device,
+    info: DeviceInfo,
+    targets: list[Target],
+    eval_fingerprint: str,
+    inputs_by_key: dict[str, list[Path]],
+) -> Staged:
+    status = assets.binary_for_abi(info.abi)  # AssetError: missing, unpinned mismatch
+    staged = Staged()
+    pairs: list[tuple[Path, str]] = [
+        (status.asset.path, REMOTE_BINARY),
+        (config.assets_dir() / "scripts" / "accuracy.sh", REMOTE_ACCURACY),
+    ]
+    for target in targets:
+        remote = f"{REMOTE_ROOT}/models/{target.sha256[:16]}.tflite"
+        staged.models[target.sha256] = remote
+        pairs.append((target.path, remote))
+    results = device.push_many(pairs[:1], mode=0o755) + device.push_many(pairs[1:])
+    if not device.shell(["chmod", "755", REMOTE_BINARY]).ok:
+        raise AssetError(f"cannot make {REMOTE_BINARY} executable on {device.serial}")
+    for target in targets:
+        key = input_key(eval_fingerprint, target.input)
+        staged.input_keys[target.sha256] = key
+        staged.input_dirs[target.sha256] = f"{REMOTE_ROOT}/inputs/{key}"
+        if key in staged.inputs:
+            continue
+        remote_files = [f"{REMOTE_ROOT}/inputs/{key}/{f.name}" for f in inputs_by_key[key]]
+        results += device.push_many(list(zip(inputs_by_key[key], remote_files, strict=True)))
+        staged.inputs[key] = remote_files
+    staged.bytes_sent = sum(r.bytes_sent for r in results)
+    staged.bytes_skipped = sum(r.size for r in results if r.skipped)
+    return staged
