@@ -73,7 +73,13 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        app(args=args, prog_name="harness", standalone_mode=False)
+        code = app(args=args, prog_name="harness", standalone_mode=False)
+        # Non-standalone Typer returns an exit code instead of exiting (e.g. 130 for Ctrl-C,
+        # 0 for --help); commands themselves return None.
+        if isinstance(code, int) and code:
+            if code == ExitCode.INTERRUPTED:
+                err_console().print("[yellow]interrupted[/]; results measured so far are kept")
+            sys.exit(code)
     except HarnessError as exc:
         if debug:
             raise

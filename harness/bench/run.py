@@ -9,6 +9,7 @@ cells the store does not have.
 from __future__ import annotations
 
 import io
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -284,6 +285,18 @@ def _worker(
         store.close()
 
 
+def _sigterm_interrupts():
+    """SIGTERM (a lab runner stopping us) takes the same path as Ctrl-C: finished cells are
+    kept, the run is marked interrupted. Only possible from the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
 def run_bench(
     opts: BenchOptions,
     resume: str | None = None,
@@ -385,6 +398,7 @@ def run_bench(
         ]
         for th in threads:
             th.start()
+        previous = _sigterm_interrupts()
         try:
             while any(th.is_alive() for th in threads):
                 for th in threads:
@@ -393,6 +407,9 @@ def run_bench(
             shared.stop.set()
             store.finish_run(run_id, "interrupted")
             raise
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
         all_cells = store.cells(run_id)
         outcome.status = "complete" if all(c.ok for c in all_cells) else "partial"
         store.finish_run(run_id, outcome.status)

@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import resource
+import signal
 import sys
 import tempfile
 import time
@@ -477,6 +478,13 @@ def _run(bench: Benchmark, p: bm_flags.Params, out: Out) -> int:
         monitor = PeakMemory(p["memory_footprint_check_interval_ms"])
         monitor.start()
     graph_path = Path(p["graph"])
+    chaos = _chaos(bench.config, p)
+    if "crash" in chaos:  # a native crash: the shell sees 139 (SIGSEGV)
+        sys.stdout.flush()
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if "hang" in chaos:  # a wedged driver: never returns until killed
+        while True:
+            time.sleep(3600)
     size_mb = graph_path.stat().st_size / 1e6 if graph_path.is_file() else 0.0
     start_kb, t0 = maxrss_kb(), now_us()
     bench.init()
@@ -530,9 +538,24 @@ def _run(bench: Benchmark, p: bm_flags.Params, out: Out) -> int:
     if p["output_filepath"]:
         # Like the tool: an unopenable file is silently skipped.
         with contextlib.suppress(OSError), open(p["output_filepath"], "wb") as fh:
-            for array in bench.outputs():
-                fh.write(np.ascontiguousarray(array).tobytes())
+            data = b"".join(np.ascontiguousarray(a).tobytes() for a in bench.outputs())
+            fh.write(data[: len(data) // 2] if "truncate" in chaos else data)
     return 0 if ok else _failed(out)
+
+
+def _chaos(config: dict, p: bm_flags.Params) -> set[str]:
+    """Faults injected on demand (tests, ``harness virtual chaos``): ``virtual.json`` may hold
+    ``"chaos": [{"match": "<substring of the --graph path>", "action": "crash|hang|truncate",
+    "when": "latency|accuracy|any"}]``. ``accuracy`` means runs with --output_filepath."""
+    actions = set()
+    accuracy = bool(p["output_filepath"])
+    for rule in config.get("chaos", []) if isinstance(config.get("chaos"), list) else []:
+        if not isinstance(rule, dict) or str(rule.get("match", "")) not in str(p["graph"]):
+            continue
+        when = rule.get("when", "any")
+        if when == "any" or (when == "accuracy") == accuracy:
+            actions.add(str(rule.get("action", "")))
+    return actions
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -215,3 +215,21 @@ def stop(selector: str, wipe: bool = False) -> list[VirtualRecord]:
 
             shutil.rmtree(Path(record.root).parent, ignore_errors=True)
     return records
+
+
+def set_chaos(selector: str, rules: list[dict]) -> None:
+    """Inject faults into a running virtual phone's benchmark_model (tests, issue 8's chaos).
+
+    Each rule: ``{"match": "<substring of --graph>", "action": "crash|hang|truncate",
+    "when": "latency|accuracy|any"}``; an empty list clears them.
+    """
+    records = find(selector)
+    if not records:
+        raise VirtualPhoneError(f"no running virtual phone matches {selector!r}")
+    for record in records:
+        path = Path(record.root) / ".harness" / "virtual.json"
+        data = json.loads(path.read_text())
+        data["chaos"] = list(rules)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(path)
