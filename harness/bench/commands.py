@@ -166,6 +166,8 @@ def bench(
                     "store": store,
                     "bytes_pushed": outcome.bytes_sent,
                     "bytes_cached": outcome.bytes_skipped,
+                    "wall_seconds": outcome.wall_seconds,
+                    "device_seconds": outcome.device_seconds,
                     "cells": [
                         {
                             "device": c.serial,

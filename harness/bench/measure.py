@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.bench.plan import Target
-from harness.bench.stage import REMOTE_ROOT, Staged
+from harness.bench.stage import KERNEL_CACHE, REMOTE_ROOT, Staged
 from harness.devices.device import Device, quote, sh_join
 from harness.errors import DeviceTimeout
 from harness.runner import BenchmarkInvocation, BenchmarkLog, Delegate, parse_log
@@ -90,6 +90,7 @@ def latency_pass(
     command = _command(inv, staged, s.affinity)
     logs: list[BenchmarkLog] = []
     texts: list[str] = []
+    bm_seconds = 0.0  # wall time of the benchmark_model commands themselves
     for _ in range(s.repeats):
         try:
             result = device.shell(command, timeout=s.timeout)
@@ -97,6 +98,7 @@ def latency_pass(
             raise CellFailed(
                 f"latency pass timed out after {s.timeout:g}s", "\n".join(texts)
             ) from exc
+        bm_seconds += result.seconds
         text = result.out + ("\n" + result.err if result.err else "")
         texts.append(text)
         log = parse_log(result.out, result.err)
@@ -137,6 +139,7 @@ def latency_pass(
         "invocation_avg_ms": avgs,
         "spread_pct": (max(avgs) - min(avgs)) / mean * 100 if mean > 0 else 0.0,
         "peak_mem_mb": last.peak_mem_mb,
+        "bm_s": bm_seconds,
     }
     return latency, delegation(last, delegate), "\n".join(texts)
 
@@ -146,11 +149,12 @@ _STATUS = re.compile(r"^harness-status (\d+) (\d+)$", re.M)
 
 def accuracy_pass(
     device: Device, staged: Staged, target: Target, delegate: Delegate, s: Settings, cell_id: str
-) -> tuple[np.ndarray, str]:
-    """Raw device outputs [N, sample_bytes] (uint8) for every eval input, and the run log."""
+) -> tuple[np.ndarray, str, float]:
+    """Raw device outputs [N, sample_bytes] (uint8) for every eval input, the run log, and
+    the wall time of the on-device script (benchmark_model once per input)."""
     inputs = staged.inputs[staged.input_keys[target.sha256]]
-    out_dir = f"{REMOTE_ROOT}/out/{cell_id}"
-    cache = f"{REMOTE_ROOT}/kernel-cache"
+    out_dir = f"{REMOTE_ROOT}/out/current"  # one per device: the script recreates it
+    cache = KERNEL_CACHE
     common = BenchmarkInvocation(
         graph=staged.models[target.sha256],
         delegate=delegate,
@@ -176,8 +180,6 @@ def accuracy_pass(
         *common,
     ]
     with tempfile.TemporaryDirectory() as tmp:
-        if delegate.is_gpu:
-            device.shell(["mkdir", "-p", cache])
         try:
             result = device.shell(args, timeout=s.timeout * max(1, len(inputs)))
         except DeviceTimeout as exc:
@@ -205,5 +207,5 @@ def accuracy_pass(
             f"({len(inputs)} x {target.sample_bytes})",
             result.out,
         )
-    device.shell(["rm", "-rf", out_dir])
-    return np.frombuffer(data, np.uint8).reshape(len(inputs), target.sample_bytes), result.out
+    raw = np.frombuffer(data, np.uint8).reshape(len(inputs), target.sample_bytes)
+    return raw, result.out, result.seconds

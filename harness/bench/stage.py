@@ -14,13 +14,14 @@ import numpy as np
 
 from harness import assets, config
 from harness.bench.plan import Target, input_key
-from harness.devices.device import Device
+from harness.devices.device import Device, quote
 from harness.devices.info import DeviceInfo
 from harness.errors import AssetError
 
 REMOTE_ROOT = "/data/local/tmp/harness"
 REMOTE_BINARY = f"{REMOTE_ROOT}/bin/benchmark_model"
 REMOTE_ACCURACY = f"{REMOTE_ROOT}/scripts/accuracy.sh"
+KERNEL_CACHE = f"{REMOTE_ROOT}/kernel-cache"  # --delegate_serialize_dir: GPU kernels across runs
 
 
 @dataclass
@@ -72,7 +73,7 @@ def stage(
         staged.models[target.sha256] = remote
         pairs.append((target.path, remote))
     results = device.push_many(pairs[:1], mode=0o755) + device.push_many(pairs[1:])
-    if not device.shell(["chmod", "755", REMOTE_BINARY]).ok:
+    if not device.shell(f"chmod 755 {quote(REMOTE_BINARY)} && mkdir -p {quote(KERNEL_CACHE)}").ok:
         raise AssetError(f"cannot make {REMOTE_BINARY} executable on {device.serial}")
     for target in targets:
         key = input_key(eval_fingerprint, target.input)
