@@ -141,6 +141,8 @@ def _as_batch(raw: np.ndarray, spec: OutputSpec, batched: bool) -> np.ndarray:
     raw = np.asarray(raw)
     dtype = np.dtype(spec.dtype)
     if raw.dtype != dtype and raw.dtype == np.uint8 and dtype.itemsize > 1:
+        if raw.size % dtype.itemsize:
+            raise ModelError(f"{raw.size} output bytes are not a whole number of {dtype} values")
         raw = np.ascontiguousarray(raw).reshape(-1).view(dtype)  # raw bytes from a device
     per_sample = tuple(spec.shape[1:])
     n_per = int(np.prod(per_sample))
@@ -218,12 +220,15 @@ def run_tflite(
     """
     from ai_edge_litert.interpreter import Interpreter
 
+    from harness.convert._native import native_output_silenced
+
     try:
-        if isinstance(model, bytes | bytearray):
-            interp = Interpreter(model_content=bytes(model), num_threads=num_threads)
-        else:
-            interp = Interpreter(model_path=str(model), num_threads=num_threads)
-        interp.allocate_tensors()
+        with native_output_silenced():  # "INFO: Created TensorFlow Lite XNNPACK delegate"
+            if isinstance(model, bytes | bytearray):
+                interp = Interpreter(model_content=bytes(model), num_threads=num_threads)
+            else:
+                interp = Interpreter(model_path=str(model), num_threads=num_threads)
+            interp.allocate_tensors()
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ModelError(f"LiteRT cannot load {_name(model)}: {first}") from exc

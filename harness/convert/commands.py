@@ -29,7 +29,7 @@ def convert(
         help="Heads built at qat precision ('all' = every --heads entry).",
     ),
     qat_epochs: int = typer.Option(2, "--qat-epochs", min=1, help="QAT fine-tuning epochs."),
-    qat_samples: int = typer.Option(512, "--qat-samples", min=1, help="QAT training samples."),
+    qat_samples: int = typer.Option(256, "--qat-samples", min=1, help="QAT training samples."),
     representative: int = typer.Option(
         100, "--representative-samples", min=1, help="Calibration samples for int8/qat."
     ),
@@ -79,6 +79,12 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _row(table, *cells: str) -> None:  # type: ignore[no-untyped-def]
+    from rich.markup import escape
+
+    table.add_row(*(escape(c) for c in cells))
+
+
 def _render_manifest(manifest, model_dir: Path) -> None:  # type: ignore[no-untyped-def]
     from rich.table import Table
 
@@ -89,7 +95,8 @@ def _render_manifest(manifest, model_dir: Path) -> None:  # type: ignore[no-unty
         acc = r.accuracy or {}
         vf, gt = acc.get("vs_float", {}), acc.get("vs_ground_truth", {})
         out = f"{r.output.dtype}{list(r.output.shape)}"
-        table.add_row(
+        _row(
+            table,
             r.id,
             f"{r.size / 1024:.1f} KiB",
             out,
@@ -149,12 +156,13 @@ def inspect(
 
 
 def _render_inspection(r) -> None:  # type: ignore[no-untyped-def]
+    from rich.markup import escape
     from rich.table import Table
 
     out = console()
     label = f" (variant {r.variant_id})" if r.variant_id else ""
     out.print(
-        f"[bold]{r.path}[/]{label}: {r.model.size:,} bytes, sha256 {r.model.sha256[:16]}…,"
+        f"[bold]{escape(str(r.path))}[/]{label}: {r.model.size:,} bytes, sha256 {r.model.sha256[:16]}…,"
         f" {len(r.model.ops)} ops, specs {r.source}"
     )
     io = Table(title="I/O")
@@ -168,7 +176,8 @@ def _render_inspection(r) -> None:  # type: ignore[no-untyped-def]
             if norm
             else "raw pixels 0..255 (pass --mean/--std if not)"
         )
-        io.add_row(
+        _row(
+            io,
             "input",
             t.name,
             str(list(t.shape)),
@@ -179,7 +188,8 @@ def _render_inspection(r) -> None:  # type: ignore[no-untyped-def]
     for i, t in enumerate(r.model.outputs):
         q = t.quantization
         meaning = r.output.describe() if t.index == r.output.index else ""
-        io.add_row(
+        _row(
+            io,
             f"output {i}",
             t.name,
             str(list(t.shape)),
@@ -192,16 +202,16 @@ def _render_inspection(r) -> None:  # type: ignore[no-untyped-def]
     ops.add_column("op")
     ops.add_column("count", justify="right")
     for name, count in r.model.op_counts().items():
-        ops.add_row(name, str(count))
+        _row(ops, name, str(count))
     out.print(ops)
     style = {"full": "green", "partial": "yellow", "none": "red"}.get(r.gpu.delegation, "white")
-    out.print(f"GPU delegate: [{style}]{r.gpu.summary()}[/]")
+    out.print(f"GPU delegate: [{style}]{escape(r.gpu.summary())}[/]")
     if r.gpu.issues:
         issues = Table()
         for col in ("#", "op", "status", "reason"):
             issues.add_column(col)
         for v in r.gpu.issues:
-            issues.add_row(str(v.index), v.op, str(v.status), v.reason)
+            _row(issues, str(v.index), v.op, str(v.status), v.reason)
         out.print(issues)
     for note in r.gpu.notes:
-        out.print(f"note: {note}")
+        out.print(f"note: {escape(note)}")

@@ -298,8 +298,6 @@ def gpu_verdict(model: TfliteModel) -> GpuVerdict:
             "quantized I/O: the GPU delegate computes in float (FP16 unless "
             "--gpu_precision_loss_allowed=false) and needs --gpu_experimental_enable_quant"
         )
-    if any(t.dtype in ("int8", "uint8") and t.quantization is None for t in model.outputs):
-        notes.append("integer (mask) output: not a float tensor, so the GPU cannot produce it")
     if any(t.shape and t.shape[0] != 1 for t in model.inputs):
         notes.append("batch != 1 input: the GPU delegate expects batch 1")
     issues = tuple(v for v in verdicts if v.status is not OpStatus.GPU)

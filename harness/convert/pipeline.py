@@ -61,7 +61,7 @@ class ConvertOptions:
     precisions: tuple[Precision, ...] = DEFAULT_PRECISIONS
     qat_heads: tuple[Head, ...] | None = (Head.SOFTMAX,)  # None: every requested head
     qat_epochs: int = 2
-    qat_samples: int = 512
+    qat_samples: int = 256
     representative_samples: int = 100
     eval_samples: int | None = None  # None: the whole validation split
     accuracy: bool = True
@@ -169,10 +169,11 @@ def load_model_folder(path: Path) -> ModelFolder:
 
 
 def default_data_provider(mf: ModelFolder) -> DataProvider:
-    """Data per train.json via ``harness.train.data`` (synthetic or folder source).
+    """The model's own train/val split, rebuilt from train.json via ``harness.train.data``.
 
-    Synthetic: ``synthetic_portraits(n_train + n_val, size, seed, channels)``, the first
-    ``n_train`` for training and the last ``n_val`` for validation.
+    ``data.source`` is ``"synthetic"`` (``synthetic_dataset(n_train + n_val, size, seed)``) or
+    a folder path (``folder_dataset``); the split is the trainer's ``split(dataset,
+    val_ratio, seed)``, so the eval set is exactly the validation set the model never saw.
     """
     data = mf.train_json.get("data", {})
     source = data.get("source")
@@ -184,23 +185,20 @@ def default_data_provider(mf: ModelFolder) -> DataProvider:
             try:
                 from harness.train import data as train_data
             except ImportError as exc:
-                raise ModelError(
-                    "harness.train.data is not available to draw training data"
-                ) from exc
-            n_train, n_val = int(data.get("n_train", 0)), int(data.get("n_val", 0))
+                raise ModelError("harness.train.data is not available to load the data") from exc
+            seed = int(data.get("seed", 0))
             if source == "synthetic":
-                images, masks = train_data.synthetic_portraits(
-                    n_train + n_val, size, int(data.get("seed", 0)), channels=channels
-                )
-            elif source == "folder" or (isinstance(source, str) and Path(source).is_dir()):
-                folder = data.get("path", source)
-                images, masks = train_data.load_folder(Path(folder), size, channels=channels)
-                n_val = n_val or max(1, int(len(images) * float(data.get("val_ratio", 0.1))))
-                n_train = len(images) - n_val
+                n = int(data.get("n_train", 0)) + int(data.get("n_val", 0))
+                dataset = train_data.synthetic_dataset(n, size, seed, channels)
+            elif isinstance(source, str) and Path(source).is_dir():
+                dataset = train_data.folder_dataset(source, size, channels)
             else:
-                raise ModelError(f"train.json data.source {source!r}: no data provider for it")
-            cache["train"] = (images[:n_train], masks[:n_train])
-            cache["val"] = (images[len(images) - n_val :], masks[len(images) - n_val :])
+                raise ModelError(
+                    f"train.json data.source {source!r}: not 'synthetic' nor an existing folder"
+                )
+            train, val = train_data.split(dataset, float(data.get("val_ratio", 0.1)), seed)
+            cache["train"] = (train.images, train.masks)
+            cache["val"] = (val.images, val.masks)
         return cache[split]
 
     return provider
@@ -313,13 +311,12 @@ def convert_model(
     needs_train = any(v.precision.integer_io for v in plan)
 
     report("preparing data", 0, total)
-    x_rep = x_train = y_train = None
+    x_rep = x_train = None
     if needs_train:
         images, masks = provider("train")
         if len(images) == 0:
             raise ModelError("the training split is empty: no representative data")
         x_train = normalize(images, mf.normalization)
-        y_train = masks
         x_rep = x_train[: options.representative_samples]
     eval_set = float_logits = None
     float_model: dict[str, Any] | None = None
@@ -357,9 +354,7 @@ def convert_model(
             if qat_model is None:
                 report(f"QAT fine-tuning ({options.qat_epochs} epochs)", done, total)
                 n = options.qat_samples
-                qat_model = make_qat_model(
-                    mf.model, x_train[:n], y_train[:n], epochs=options.qat_epochs
-                )
+                qat_model = make_qat_model(mf.model, x_train[:n], epochs=options.qat_epochs)
             model = qat_model
             converter_info.update(
                 qat_epochs=options.qat_epochs, qat_samples=min(options.qat_samples, len(x_train))

@@ -6,7 +6,7 @@
 | fp16         | ``optimizations=[DEFAULT]``, ``supported_types=[float16]`` (fp16 weights)  |
 | int8-dynamic | ``optimizations=[DEFAULT]``, no representative data (int8 weights)         |
 | int8         | full integer PTQ: representative set, ``TFLITE_BUILTINS_INT8``, int8 I/O   |
-| qat          | ``quantize_model`` + fine-tuning, then converted like int8                 |
+| qat          | tfmot QAT (calibrated ranges, frozen BN, distillation), then like int8     |
 
 Integer I/O is **int8** (the TFLite native type); the manifest records scale and zero point.
 The argmax head's uint8 mask is not quantized: only its input is int8.
@@ -14,14 +14,14 @@ The argmax head's uint8 mask is not quantized: only its input is int8.
 
 from __future__ import annotations
 
-import contextlib
-import os
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from harness import tfcompat
+from harness.convert._native import native_output_silenced
 from harness.convert.heads import apply_tf
 from harness.convert.variants import Head, Precision
 from harness.errors import ConversionFailed
@@ -41,33 +41,8 @@ def _one_line(exc: BaseException) -> str:
     return (lines[0] if lines else type(exc).__name__)[:300]
 
 
-@contextlib.contextmanager
-def _native_output_silenced() -> Iterator[None]:
-    """The MLIR converter prints calibration chatter ("fully_quantize: 0, ...") from C++ to
-    the process's stdout/stderr; send both file descriptors to /dev/null meanwhile."""
-    saved: list[int] = []
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-    except OSError:
-        yield
-        return
-    try:
-        for fd in (1, 2):
-            try:
-                saved.append(os.dup(fd))
-                os.dup2(devnull, fd)
-            except OSError:
-                saved.append(-1)
-        yield
-    finally:
-        for fd, copy in zip((1, 2), saved, strict=False):
-            if copy >= 0:
-                os.dup2(copy, fd)
-                os.close(copy)
-        os.close(devnull)
-
-
 def _serving_function(model: Any, head: Head, fg: int) -> Any:
+    """``tf.function`` image -> head(model(image)) with a fixed ``[1, H, W, C]`` signature."""
     tf = tfcompat.tf()
     shape = [1, *[int(d) for d in model.input_shape[1:]]]
 
@@ -77,7 +52,7 @@ def _serving_function(model: Any, head: Head, fg: int) -> Any:
     def serve(image: Any) -> Any:
         return apply_tf(head, model(image, training=False), fg)
 
-    return serve.get_concrete_function()
+    return serve
 
 
 def convert_variant(
@@ -96,8 +71,12 @@ def convert_variant(
     tf = tfcompat.tf()
     head, precision = Head(head), Precision(precision)
     try:
-        fn = _serving_function(model, head, foreground_channel)
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
+        serve = _serving_function(model, head, foreground_channel)
+        # The tf.function as trackable object selects the frozen-graph conversion path: the
+        # SavedModel path would re-trace every Keras layer (about 20x slower on small nets).
+        converter = tf.lite.TFLiteConverter.from_concrete_functions(
+            [serve.get_concrete_function()], serve
+        )
         if precision is Precision.FP16:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.target_spec.supported_types = [tf.float16]
@@ -112,7 +91,9 @@ def convert_variant(
             converter.inference_input_type = tf.int8
             if head is not Head.ARGMAX:  # the mask output is uint8 already, not quantized
                 converter.inference_output_type = tf.int8
-        with _native_output_silenced():
+        with native_output_silenced(), warnings.catch_warnings():
+            # QAT graphs carry their own input ranges; TF still asks for "statistics"
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
             return bytes(converter.convert())
     except ConversionFailed:
         raise
@@ -130,6 +111,39 @@ def _representative(samples: np.ndarray) -> Callable[[], Iterator[list[np.ndarra
     return gen
 
 
+def _calibrate_ranges(qat: Any, samples: np.ndarray, batch_size: int) -> None:
+    """Set tfmot's activation ranges from data instead of its [-6, 6] start.
+
+    tfmot tracks activation min/max with an EMA of decay 0.999 starting at [-6, 6]: a
+    fine-tuning of a few hundred steps never leaves that start, and the converted ranges are
+    far from the real ones. Here forward passes in training mode (no weight update) run with
+    the decay of a running mean, ``(k - 1) / k`` at batch k, so the ranges become the mean of
+    the per-batch min/max, like post-training calibration. tfmot looks the function up on its
+    module at call time; if that ever changes, the calibration is skipped (QAT still works,
+    just less accurately).
+    """
+    try:
+        from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
+    except ImportError:
+        return
+    original = getattr(quant_ops, "MovingAvgQuantize", None)
+    if original is None or len(samples) == 0:
+        return
+    state = {"decay": 0.0}
+
+    def calibrating(*args: Any, **kwargs: Any) -> Any:
+        kwargs["ema_decay"] = state["decay"]
+        return original(*args, **kwargs)
+
+    quant_ops.MovingAvgQuantize = calibrating
+    try:
+        for k, start in enumerate(range(0, len(samples), batch_size), start=1):
+            state["decay"] = (k - 1) / k
+            qat(samples[start : start + batch_size], training=True)
+    finally:
+        quant_ops.MovingAvgQuantize = original
+
+
 def _quantizable(layer: Any, registry: Any) -> bool:
     try:
         return bool(registry.supports(layer))
@@ -140,19 +154,25 @@ def _quantizable(layer: Any, registry: Any) -> bool:
 def make_qat_model(
     model: Any,
     x_train: np.ndarray,
-    y_train: np.ndarray,
     *,
     epochs: int = 2,
     batch_size: int = 8,
     learning_rate: float = 1e-4,
     seed: int = 0,
+    calibration_samples: int = 64,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> Any:
-    """Quantization-aware copy of ``model`` fine-tuned on normalized ``x_train`` / masks.
+    """Quantization-aware copy of ``model``, fine-tuned on normalized ``x_train``.
 
     Layers the default 8-bit registry supports are annotated; the rest stay float (the int8
-    conversion then quantizes them from the representative set). The loss is the trainer's:
-    sparse categorical cross-entropy on the 2-channel logits.
+    conversion then quantizes them from the representative set). The fine-tuning *distils*
+    the float model: the targets are its own softmax outputs (cross-entropy on the logits),
+    so the QAT variant re-expresses the trained model instead of being retrained towards the
+    ground truth, and its accuracy against the float model is what QAT improves.
+
+    Before fine-tuning, the activation ranges are calibrated on ``calibration_samples``
+    samples (see :func:`_calibrate_ranges`) and BatchNormalization is frozen, so a short
+    fine-tuning starts from the float model's behaviour instead of tfmot's default ranges.
     """
     tf = tfcompat.tf()
     keras = tfcompat.keras()
@@ -166,10 +186,17 @@ def make_qat_model(
         registry = reg.Default8BitQuantizeRegistry()
 
         def annotate(layer: Any) -> Any:
+            config = layer.get_config()
+            if isinstance(layer, keras.layers.BatchNormalization):
+                config["trainable"] = False  # frozen BN runs in inference mode (moving stats)
+            fresh = layer.__class__.from_config(config)
             if isinstance(layer, keras.layers.InputLayer) or not _quantizable(layer, registry):
-                return layer.__class__.from_config(layer.get_config())
-            return qk.quantize_annotate_layer(layer.__class__.from_config(layer.get_config()))
+                return fresh
+            return qk.quantize_annotate_layer(fresh)
 
+        # Not quantize_model(): per-layer annotation tolerates unsupported layers (left
+        # float), and the frozen BN keeps the fine-tuning close to the float model. The cost:
+        # BN is not folded into the convolutions (extra MUL/ADD ops in the QAT graph).
         clone = keras.models.clone_model(model, clone_function=annotate)
         clone.set_weights(model.get_weights())
         with qk.quantize_scope():
@@ -180,13 +207,16 @@ def make_qat_model(
         ) from exc
 
     keras.utils.set_random_seed(seed)
+    x_train = np.asarray(x_train, np.float32)
+    _calibrate_ranges(qat, x_train[:calibration_samples], batch_size=16)
+    logits = model.predict(x_train, batch_size=batch_size, verbose=0).astype(np.float64)
+    teacher = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    teacher = (teacher / teacher.sum(axis=-1, keepdims=True)).astype(np.float32)
     qat.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True),
     )
-    ds = tf.data.Dataset.from_tensor_slices(
-        (np.asarray(x_train, np.float32), np.asarray(y_train, np.int32)[..., None])
-    )
+    ds = tf.data.Dataset.from_tensor_slices((x_train, teacher))
     ds = ds.shuffle(len(x_train), seed=seed).batch(batch_size)
     callbacks = []
     if on_epoch is not None:

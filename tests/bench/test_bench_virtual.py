@@ -10,8 +10,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from harness.bench.run import BenchOptions, run_bench
 from harness.convert.variants import read_manifest
 from harness.devices.virtual import manager
