@@ -73,22 +73,29 @@ def _flags(seed, batch, probability: float):
     return _uniform(seed, [batch], 0.0, 1.0) < probability
 
 
-def _subset(x, flags, fn):
-    """Apply ``fn`` only to the samples where ``flags`` is true (costly ops on few samples)."""
+def _subset(x, flags, fn, *params):
+    """``fn(x[sel], *(p[sel] for p in params))`` written back into ``x`` where ``flags``:
+    costly ops run only on the samples that use them."""
     tf = tfcompat.tf()
-    idx = tf.where(flags)
-    return tf.tensor_scatter_nd_update(x, idx, fn(tf.gather_nd(x, idx)))
+
+    def apply():
+        idx = tf.where(flags)
+        picked = [tf.gather_nd(p, idx) for p in params]
+        return tf.tensor_scatter_nd_update(x, idx, fn(tf.gather_nd(x, idx), *picked))
+
+    # Some kernels mis-shape an empty batch: skip the op when no sample is selected.
+    return tf.cond(tf.reduce_any(flags), apply, lambda: x)
 
 
-def _affine(seed, batch, height: int, width: int, probability: float):
+def _affine(seed, batch, height, width):
     """Per-sample output->input transforms [B, 8] for ImageProjectiveTransformV3."""
     tf = tfcompat.tf()
-    s = tf.random.experimental.stateless_split(seed, 5)
-    apply = tf.cast(_flags(s[0], batch, probability), tf.float32)
-    angle = _uniform(s[1], [batch], -20.0, 20.0) * (math.pi / 180) * apply
-    scale = tf.exp(_uniform(s[2], [batch], math.log(0.8), math.log(1.25)) * apply)
-    tx = _uniform(s[3], [batch], -0.06, 0.06) * width * apply
-    ty = _uniform(s[4], [batch], -0.06, 0.06) * height * apply
+    s = tf.random.experimental.stateless_split(seed, 4)
+    height, width = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    angle = _uniform(s[0], [batch], -20.0, 20.0) * (math.pi / 180)
+    scale = tf.exp(_uniform(s[1], [batch], math.log(0.8), math.log(1.25)))
+    tx = _uniform(s[2], [batch], -0.06, 0.06) * width
+    ty = _uniform(s[3], [batch], -0.06, 0.06) * height
     cx, cy = (width - 1) / 2, (height - 1) / 2
     cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
     a2 = cx - cos * cx - sin * cy + tx
@@ -111,8 +118,9 @@ def _pad(x, r: int):
 
 def _box_blur(x):
     tf = tfcompat.tf()
-    return tf.nn.depthwise_conv2d(_pad(x, 1), _kernel([[1.0] * 3] * 3, x.shape[-1]),
-                                  [1, 1, 1, 1], "VALID")  # fmt: skip
+    return tf.nn.depthwise_conv2d(
+        _pad(x, 1), _kernel([[1.0] * 3] * 3, x.shape[-1]), [1, 1, 1, 1], "VALID"
+    )
 
 
 def _gaussian_blur(x):
@@ -122,14 +130,22 @@ def _gaussian_blur(x):
     return tf.nn.depthwise_conv2d(_pad(x, 2), _kernel(kernel, x.shape[-1]), [1, 1, 1, 1], "VALID")
 
 
+# Median of 9 by a fixed compare-exchange network (Paeth; "opt_med9"): 19 min/max pairs,
+# much faster than sorting patches. After it, position 4 holds the median.
+# fmt: off
+_MED9 = ((1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8), (0, 3), (5, 8),
+         (4, 7), (3, 6), (1, 4), (2, 5), (4, 7), (4, 2), (6, 4), (4, 2))
+# fmt: on
+
+
 def _median_blur(x):
     tf = tfcompat.tf()
-    c = x.shape[-1]
-    patches = tf.image.extract_patches(_pad(x, 1), [1, 3, 3, 1], [1, 1, 1, 1], [1, 1, 1, 1],
-                                       "VALID")  # fmt: skip
-    shape = tf.shape(patches)
-    patches = tf.reshape(patches, [shape[0], shape[1], shape[2], 9, c])
-    return tf.sort(patches, axis=3)[:, :, :, 4, :]
+    p = _pad(x, 1)
+    h, w = tf.shape(x)[1], tf.shape(x)[2]
+    v = [p[:, dy : dy + h, dx : dx + w, :] for dy in range(3) for dx in range(3)]
+    for a, b in _MED9:
+        v[a], v[b] = tf.minimum(v[a], v[b]), tf.maximum(v[a], v[b])
+    return v[4]
 
 
 def _occlude(seed, rgb):
@@ -162,7 +178,6 @@ def augment(images, labels, seed, enabled: Iterable[str]):
     seed_of = dict(zip(ORDER, tf.unstack(seeds), strict=True))
     batch = tf.shape(images)[0]
     channels = images.shape[-1]
-    h, w = images.shape[1], images.shape[2]
 
     stack = tf.concat([images, labels], axis=-1)
     for name, axis in (("flip-h", 2), ("flip-v", 1)):
@@ -170,12 +185,22 @@ def augment(images, labels, seed, enabled: Iterable[str]):
             flip = _flags(seed_of[name], batch, AUGMENTATIONS[name].probability)
             stack = tf.where(flip[:, None, None, None], tf.reverse(stack, [axis]), stack)
     if "rotate-scale" in enabled:
-        height, width = tf.shape(stack)[1], tf.shape(stack)[2]
-        transforms = _affine(seed_of["rotate-scale"], batch, h or height, w or width,
-                             AUGMENTATIONS["rotate-scale"].probability)  # fmt: skip
-        stack = tf.raw_ops.ImageProjectiveTransformV3(
-            images=stack, transforms=transforms, output_shape=tf.shape(stack)[1:3],
-            fill_value=0.0, interpolation="BILINEAR", fill_mode="NEAREST")  # fmt: skip
+        s = tf.random.experimental.stateless_split(seed_of["rotate-scale"], 2)
+        shape = tf.shape(stack)
+        transforms = _affine(s[1], batch, shape[1], shape[2])
+
+        def warp(x, t):
+            return tf.raw_ops.ImageProjectiveTransformV3(
+                images=x,
+                transforms=t,
+                output_shape=shape[1:3],
+                fill_value=0.0,
+                interpolation="BILINEAR",
+                fill_mode="NEAREST",
+            )
+
+        flags = _flags(s[0], batch, AUGMENTATIONS["rotate-scale"].probability)
+        stack = _subset(stack, flags, warp, transforms)
     images, labels = stack[..., :channels], stack[..., channels:]
 
     rgb, extra = images[..., :3], images[..., 3:]
@@ -193,14 +218,19 @@ def augment(images, labels, seed, enabled: Iterable[str]):
         s = tf.random.experimental.stateless_split(seed_of["gamma"], 2)
         on = tf.cast(_flags(s[0], batch, AUGMENTATIONS["gamma"].probability), tf.float32)
         gamma = tf.exp(_uniform(s[1], [batch], math.log(0.6), math.log(1.6)) * on)
-        rgb = 255.0 * tf.pow(rgb / 255.0, gamma[:, None, None, None])
-    for name, fn in (("mean-blur", _box_blur), ("median-blur", _median_blur),
-                     ("gaussian-blur", _gaussian_blur)):  # fmt: skip
+        rgb = _subset(
+            rgb, on > 0, lambda x, g: 255.0 * tf.pow(x / 255.0, g[:, None, None, None]), gamma
+        )
+    for name, fn in (
+        ("mean-blur", _box_blur),
+        ("median-blur", _median_blur),
+        ("gaussian-blur", _gaussian_blur),
+    ):
         if name in enabled:
             rgb = _subset(rgb, _flags(seed_of[name], batch, AUGMENTATIONS[name].probability), fn)
     if "occlusion" in enabled:
         s = tf.random.experimental.stateless_split(seed_of["occlusion"], 2)
         flags = _flags(s[0], batch, AUGMENTATIONS["occlusion"].probability)
-        rgb = tf.where(flags[:, None, None, None], _occlude(s[1], rgb), rgb)
+        rgb = _subset(rgb, flags, lambda x: _occlude(s[1], x))
     images = tf.concat([rgb, extra], axis=-1) if channels > 3 else rgb
     return tf.clip_by_value(images, 0.0, 255.0), labels

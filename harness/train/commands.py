@@ -28,8 +28,13 @@ def _list_archs() -> None:
     for arch in nets.ARCHS.values():
         params = nets.count_params(nets.build(arch.name, 128).inference)
         sizes = f"{nets.MIN_INPUT_SIZE}-{nets.MAX_INPUT_SIZE}, multiple of {arch.stride}"
-        table.add_row(arch.name, f"{params:,}", "yes (training only)" if arch.boundary_head
-                      else "no", sizes, arch.summary)  # fmt: skip
+        table.add_row(
+            arch.name,
+            f"{params:,}",
+            "yes (training only)" if arch.boundary_head else "no",
+            sizes,
+            arch.summary,
+        )
     console().print(table)
 
 
@@ -47,51 +52,80 @@ def _resume_config(out: Path, given: dict[str, Any]) -> TrainConfig:
 
 def train(
     data: str | None = typer.Option(
-        None, "--data", help="DIR with images/ + masks/ (paired by file stem; optional mattes/), "
-        "or 'synthetic'. (default: synthetic)"),  # fmt: skip
-    arch: str | None = typer.Option(None, "--arch", help="Architecture (see --list-archs). "
-                                    f"(default: {DEFAULTS['arch')}]"),  # fmt: skip
+        None,
+        "--data",
+        help="DIR with images/ + masks/ (paired by file stem; optional mattes/), "
+        "or 'synthetic'. (default: synthetic)",
+    ),
+    arch: str | None = typer.Option(
+        None, "--arch", help=f"Architecture (see --list-archs). (default: {DEFAULTS['arch']})"
+    ),
     list_archs: bool = typer.Option(False, "--list-archs", help="List architectures and exit."),
     width: float | None = typer.Option(None, "--width", help="Width multiplier. (default: 1.0)"),
     channels: int | None = typer.Option(
-        None, "--channels", help="3 (RGB) or 4 (RGB + prior mask, for video). (default: 3)"),  # fmt: skip
+        None, "--channels", help="3 (RGB) or 4 (RGB + prior mask, for video). (default: 3)"
+    ),
     input_size: int | None = typer.Option(
-        None, "--input-size", help="Square input size, 128-512, a multiple of the arch's "
-        f"stride. (default: {DEFAULTS['input_size')}]"),  # fmt: skip
-    epochs: int | None = typer.Option(None, "--epochs", help=f"(default: {DEFAULTS['epochs')}]"),
+        None,
+        "--input-size",
+        help="Square input size, 128-512, a multiple of the arch's "
+        f"stride. (default: {DEFAULTS['input_size']})",
+    ),
+    epochs: int | None = typer.Option(None, "--epochs", help=f"(default: {DEFAULTS['epochs']})"),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", help=f"(default: {DEFAULTS['batch_size')}]"),  # fmt: skip
+        None, "--batch-size", help=f"(default: {DEFAULTS['batch_size']})"
+    ),
     lr: float | None = typer.Option(
-        None, "--lr", help=f"Peak learning rate (Adam, cosine decay). (default: {DEFAULTS['lr')}]"),  # fmt: skip
+        None, "--lr", help=f"Peak learning rate (Adam, cosine decay). (default: {DEFAULTS['lr']})"
+    ),
     val_ratio: float | None = typer.Option(
-        None, "--val-ratio", help="Share of samples held out for validation (deterministic "
-        f"from --seed and file names). (default: {DEFAULTS['val_ratio')}]"),  # fmt: skip
+        None,
+        "--val-ratio",
+        help="Share of samples held out for validation (deterministic "
+        f"from --seed and file names). (default: {DEFAULTS['val_ratio']})",
+    ),
     checkpoint_every: int | None = typer.Option(
-        None, "--checkpoint-every", help="Write checkpoints/epoch-NNN.keras every N epochs. "
-        f"(default: {DEFAULTS['checkpoint_every')}]"),  # fmt: skip
+        None,
+        "--checkpoint-every",
+        help="Write checkpoints/epoch-NNN.keras every N epochs. "
+        f"(default: {DEFAULTS['checkpoint_every']})",
+    ),
     out: Path | None = typer.Option(
-        None, "--out", help="Model folder to write. (default: models/ARCH-SIZE)"),  # fmt: skip
+        None, "--out", help="Model folder to write. (default: models/ARCH-SIZE)"
+    ),
     weights: str | None = typer.Option(
-        None, "--weights", help="Fine-tune from a .keras file or model folder of the same arch."),  # fmt: skip
+        None, "--weights", help="Fine-tune from a .keras file or model folder of the same arch."
+    ),
     resume: bool = typer.Option(
-        False, "--resume", help="Continue the run in --out from its last finished epoch."),  # fmt: skip
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace a model already in --out."),  # fmt: skip
+        False, "--resume", help="Continue the run in --out from its last finished epoch."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in --out."),
     seed: int | None = typer.Option(None, "--seed", help="(default: 0)"),
     samples: int | None = typer.Option(
-        None, "--samples", help=f"Synthetic dataset size. (default: {DEFAULTS['samples')}]"),  # fmt: skip
+        None, "--samples", help=f"Synthetic dataset size. (default: {DEFAULTS['samples']})"
+    ),
     augment: str | None = typer.Option(
-        None, "--augment", help="Augmentations to use: 'all', 'none' or a comma list of: "
-        + ", ".join(aug.ORDER) + ". (default: all)"),  # fmt: skip
+        None,
+        "--augment",
+        help="Augmentations to use: 'all', 'none' or a comma list of: "
+        + ", ".join(aug.ORDER)
+        + ". (default: all)",
+    ),
     no_augment: bool = typer.Option(False, "--no-augment", help="Switch all augmentations off."),
     loss: str | None = typer.Option(
-        None, "--loss", help=f"Segmentation loss: ce or focal. (default: {DEFAULTS['loss')}]"),  # fmt: skip
+        None, "--loss", help=f"Segmentation loss: ce or focal. (default: {DEFAULTS['loss']})"
+    ),
     boundary_weight: float | None = typer.Option(
-        None, "--boundary-weight", help="Weight of the boundary loss (0 = off). "
-        f"(default: {DEFAULTS['boundary_weight')}]"),  # fmt: skip
+        None,
+        "--boundary-weight",
+        help=f"Weight of the boundary loss (0 = off). (default: {DEFAULTS['boundary_weight']})",
+    ),
     matting_weight: float | None = typer.Option(
-        None, "--matting-weight", help="Weight of the matting loss, used when the data has "
-        f"alpha mattes (0 = off). (default: {DEFAULTS['matting_weight')}]"),  # fmt: skip
+        None,
+        "--matting-weight",
+        help="Weight of the matting loss (alpha L1 + composition), used when the data has "
+        "alpha mattes (0 = off). (default: 1.0 for a folder with mattes/, else 0)",
+    ),
 ) -> None:
     """Train a portrait-segmentation net (2-channel logits) into a model folder."""
     if list_archs:
@@ -99,22 +133,36 @@ def train(
         return
     augmentations = aug.parse(augment, disabled=no_augment) if (augment or no_augment) else None
     given: dict[str, Any] = {
-        "arch": arch, "width": width, "input_size": input_size, "channels": channels,
-        "data": data, "samples": samples, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-        "val_ratio": val_ratio, "checkpoint_every": checkpoint_every, "seed": seed,
-        "augment": None if augmentations is None else tuple(augmentations), "loss": loss,
-        "boundary_weight": boundary_weight, "matting_weight": matting_weight,
+        "arch": arch,
+        "width": width,
+        "input_size": input_size,
+        "channels": channels,
+        "data": data,
+        "samples": samples,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "val_ratio": val_ratio,
+        "checkpoint_every": checkpoint_every,
+        "seed": seed,
+        "augment": None if augmentations is None else tuple(augmentations),
+        "loss": loss,
+        "boundary_weight": boundary_weight,
+        "matting_weight": matting_weight,
         "weights": weights,
-    }  # fmt: skip
+    }
     if resume:
         if overwrite:
             raise UsageError("--resume and --overwrite cannot be used together")
-        default_out = TrainConfig(arch=arch or DEFAULTS["arch"],
-                                  input_size=input_size or DEFAULTS["input_size"]).out_path  # fmt: skip
+        default_out = TrainConfig(
+            arch=arch or DEFAULTS["arch"], input_size=input_size or DEFAULTS["input_size"]
+        ).out_path
         config = _resume_config(out or default_out, given)
     else:
-        config = TrainConfig(**{k: v for k, v in given.items() if v is not None},
-                             out=None if out is None else str(out))  # fmt: skip
+        config = TrainConfig(
+            **{k: v for k, v in given.items() if v is not None},
+            out=None if out is None else str(out),
+        )
 
     from harness.train import trainer
 

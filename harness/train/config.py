@@ -18,7 +18,7 @@ DEFAULTS: dict[str, Any] = {
     "channels": 3,
     "data": "synthetic",
     "samples": 2000,
-    "epochs": 20,
+    "epochs": 10,
     "batch_size": 16,
     "lr": 3e-3,
     "val_ratio": 0.1,
@@ -27,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "augment": augment.ORDER,
     "loss": "ce",
     "boundary_weight": 0.5,
-    "matting_weight": 0.0,
+    "matting_weight": None,  # None: 1.0 for a folder with mattes/, else 0 (off)
     "out": None,  # None: models/<arch>-<input size>
     "weights": None,
 }
@@ -53,7 +53,7 @@ class TrainConfig:
     augment: tuple[str, ...] = DEFAULTS["augment"]
     loss: str = DEFAULTS["loss"]
     boundary_weight: float = DEFAULTS["boundary_weight"]
-    matting_weight: float = DEFAULTS["matting_weight"]
+    matting_weight: float | None = DEFAULTS["matting_weight"]
     out: str | None = DEFAULTS["out"]
     weights: str | None = DEFAULTS["weights"]
 
@@ -75,13 +75,20 @@ class TrainConfig:
             (self.batch_size >= 1, f"--batch-size must be at least 1, not {self.batch_size}"),
             (self.lr > 0, f"--lr must be positive, not {self.lr}"),
             (0 < self.val_ratio < 1, f"--val-ratio must be between 0 and 1, not {self.val_ratio}"),
-            (self.checkpoint_every >= 1,
-             f"--checkpoint-every must be at least 1, not {self.checkpoint_every}"),  # fmt: skip
+            (
+                self.checkpoint_every >= 1,
+                f"--checkpoint-every must be at least 1, not {self.checkpoint_every}",
+            ),
             (self.samples >= 2, f"--samples must be at least 2, not {self.samples}"),
-            (self.loss in LOSSES,
-             f"unknown --loss {self.loss!r}; choose one of: {', '.join(LOSSES)}"),  # fmt: skip
+            (
+                self.loss in LOSSES,
+                f"unknown --loss {self.loss!r}; choose one of: {', '.join(LOSSES)}",
+            ),
             (self.boundary_weight >= 0, "--boundary-weight must not be negative"),
-            (self.matting_weight >= 0, "--matting-weight must not be negative"),
+            (
+                self.matting_weight is None or self.matting_weight >= 0,
+                "--matting-weight must not be negative",
+            ),
             (self.seed >= 0, f"--seed must not be negative, not {self.seed}"),
         )
         for ok, message in checks:

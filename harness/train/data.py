@@ -157,7 +157,9 @@ def _resize(array: np.ndarray, size: int) -> np.ndarray:
     if (h, w) == (size, size):
         return array
     shrink = h > size or w > size
-    return cv2.resize(array, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return cv2.resize(
+        array, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    )
 
 
 def _stem_key(stem: str) -> tuple[int, int]:
@@ -187,19 +189,27 @@ def folder_dataset(path: str | Path, size: int, channels: int = 3) -> Dataset:
     images = _listing(folders["images"])
     masks = _listing(folders["masks"])
     if not images:
-        raise UsageError(f"{folders['images']} has no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise UsageError(
+            f"{folders['images']} has no image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
     missing = sorted(set(images) - set(masks))
     if missing:
-        raise UsageError(f"missing mask in {folders['masks']} for {len(missing)} image(s): {_few(missing)}")
+        raise UsageError(
+            f"missing mask in {folders['masks']} for {len(missing)} image(s): {_few(missing)}"
+        )
     orphans = sorted(set(masks) - set(images))
     if orphans:
-        raise UsageError(f"{len(orphans)} mask(s) without an image in {folders['images']}: {_few(orphans)}")
+        raise UsageError(
+            f"{len(orphans)} mask(s) without an image in {folders['images']}: {_few(orphans)}"
+        )
     mattes: dict[str, Path] | None = None
     if (root / "mattes").is_dir():
         mattes = _listing(root / "mattes")
         lacking = sorted(set(images) - set(mattes))
         if lacking:
-            raise UsageError(f"missing matte in {root / 'mattes'} for {len(lacking)} image(s): {_few(lacking)}")
+            raise UsageError(
+                f"missing matte in {root / 'mattes'} for {len(lacking)} image(s): {_few(lacking)}"
+            )
 
     stems = sorted(images)
     digest = hashlib.sha256()

@@ -58,14 +58,16 @@ class _Layers:
         self.L = self.k.layers
 
     def conv(self, x, filters: int, kernel: int, stride: int, name: str, act: str | None = "relu"):
-        x = self.L.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
-                          name=f"{name}_conv")(x)  # fmt: skip
+        x = self.L.Conv2D(
+            filters, kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_conv"
+        )(x)
         x = self.L.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
         return self.act(x, act, name)
 
     def dw(self, x, stride: int, name: str, act: str | None = "relu"):
-        x = self.L.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False,
-                                   name=f"{name}_dw")(x)  # fmt: skip
+        x = self.L.DepthwiseConv2D(
+            3, strides=stride, padding="same", use_bias=False, name=f"{name}_dw"
+        )(x)
         x = self.L.BatchNormalization(momentum=0.9, name=f"{name}_dwbn")(x)
         return self.act(x, act, f"{name}_dw")
 
@@ -133,8 +135,15 @@ def _sinet_lite(inputs, width: float):
 # --------------------------------------------------------------------------- portraitnet
 
 # MobileNetV2 stages: (expansion, channels, repeats, stride)
-_MOBILENETV2 = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-                (6, 160, 3, 2), (6, 320, 1, 1))  # fmt: skip
+_MOBILENETV2 = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 def _inverted_residual(b: _Layers, x, expansion: int, out: int, stride: int, name: str):
@@ -173,8 +182,9 @@ def _portraitnet(inputs, width: float):
     for level, out in ((16, 96), (8, 32), (4, 24), (2, 16)):
         y = _d_block(b, y, ch(out), f"dec{level}")
         y = b.up(y, 2, f"dec{level}_up")
-        y = b.L.Add(name=f"dec{level}_skip")([y, b.conv(taps[level], ch(out), 1, 1,
-                                                        f"dec{level}_lat", act=None)])  # fmt: skip
+        y = b.L.Add(name=f"dec{level}_skip")(
+            [y, b.conv(taps[level], ch(out), 1, 1, f"dec{level}_lat", act=None)]
+        )
     y = _d_block(b, y, 8, "dec1")
     y = b.up(y, 2, "dec1_up")
     return b.head(y, 2, "logits"), b.head(y, 1, "boundary")
@@ -183,10 +193,24 @@ def _portraitnet(inputs, width: float):
 ARCHS: dict[str, Arch] = {
     arch.name: arch
     for arch in (
-        Arch("sinet-lite", "ultra-light real-time net (SINet-style multi-scale blocks), ~0.1 M "
-             "parameters at width 1.0", 32, False, 1.0, _sinet_lite),  # fmt: skip
-        Arch("portraitnet", "PortraitNet-style encoder-decoder on a MobileNetV2 backbone with "
-             "a boundary head (training only), ~2 M parameters", 32, True, 1.0, _portraitnet),  # fmt: skip
+        Arch(
+            "sinet-lite",
+            "ultra-light real-time net (SINet-style multi-scale blocks), ~0.1 M "
+            "parameters at width 1.0",
+            32,
+            False,
+            1.0,
+            _sinet_lite,
+        ),
+        Arch(
+            "portraitnet",
+            "PortraitNet-style encoder-decoder on a MobileNetV2 backbone with "
+            "a boundary head (training only), ~2 M parameters",
+            32,
+            True,
+            1.0,
+            _portraitnet,
+        ),
     )
 }
 
@@ -201,7 +225,9 @@ def get_arch(name: str) -> Arch:
 def check_input(arch: Arch, size: int, channels: int, width: float) -> None:
     """Raise :class:`UsageError` for an input the arch (or the harness) does not support."""
     if not MIN_INPUT_SIZE <= size <= MAX_INPUT_SIZE:
-        raise UsageError(f"--input-size must be between {MIN_INPUT_SIZE} and {MAX_INPUT_SIZE}, not {size}")
+        raise UsageError(
+            f"--input-size must be between {MIN_INPUT_SIZE} and {MAX_INPUT_SIZE}, not {size}"
+        )
     if size % arch.stride:
         raise UsageError(
             f"--input-size {size} is not a multiple of {arch.stride}, which {arch.name} needs "

@@ -50,14 +50,18 @@ class Pipeline:
     def _finish(self, images, labels):
         """float 0..255 images + 0..1 labels -> the batch dict."""
         tf = tfcompat.tf()
+        _, h, w, c = self.dataset.images.shape
+        images = tf.ensure_shape(images, [None, h, w, c])
+        labels = tf.ensure_shape(labels, [None, h, w, labels.shape[-1]])
         mean = tf.constant(self.normalization["mean"], tf.float32)
         std = tf.constant(self.normalization["std"], tf.float32)
         mask = tf.cast(labels[..., :1] >= 0.5, tf.float32)
         batch = {"image": (images - mean) / std, "mask": mask}
         if self.thicknesses:
             thick = tuple(self.thicknesses)
-            band = tf.numpy_function(lambda m: boundary_band(m, thick), [mask], tf.float32,
-                                     stateful=False)  # fmt: skip
+            band = tf.numpy_function(
+                lambda m: boundary_band(m, thick), [mask], tf.float32, stateful=False
+            )
             batch["band"] = tf.ensure_shape(band[..., None], mask.shape)
         if self.use_alpha and labels.shape[-1] > 1:
             batch["alpha"] = labels[..., 1:2]
@@ -69,12 +73,14 @@ class Pipeline:
         tf = tfcompat.tf()
         ds = self._source()
         if shuffle:
-            ds = ds.shuffle(len(self.dataset), seed=self.seed * 100_003 + epoch,
-                            reshuffle_each_iteration=False)  # fmt: skip
+            ds = ds.shuffle(
+                len(self.dataset), seed=self.seed * 100_003 + epoch, reshuffle_each_iteration=False
+            )
         ds = ds.batch(self.batch_size).enumerate()
         enabled = frozenset(self.augmentations)
         base_seed = tf.constant([self.seed, epoch], tf.int64)
 
+        @tf.autograph.experimental.do_not_convert
         def prepare(index, pair):
             images, labels = pair
             images = tf.cast(images, tf.float32)

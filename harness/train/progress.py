@@ -41,9 +41,6 @@ class EpochProgress:
     def __exit__(self, *exc: object) -> None:
         self._progress.__exit__(*exc)
 
-    def note(self, text: str) -> None:
-        self._progress.console.print(text)
-
     def start_epoch(self, epoch: int) -> None:
         if self._task is not None:
             self._progress.remove_task(self._task)

@@ -15,7 +15,7 @@ person from background.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -23,11 +23,30 @@ import numpy as np
 GENERATOR_VERSION = 1
 
 _SKIN = np.array(
-    [[255, 224, 196], [241, 194, 160], [224, 172, 128], [198, 134, 92], [161, 102, 64],
-     [120, 72, 44], [88, 54, 34], [236, 188, 180]], dtype=np.float32)  # fmt: skip
+    [
+        [255, 224, 196],
+        [241, 194, 160],
+        [224, 172, 128],
+        [198, 134, 92],
+        [161, 102, 64],
+        [120, 72, 44],
+        [88, 54, 34],
+        [236, 188, 180],
+    ],
+    dtype=np.float32,
+)
 _HAIR = np.array(
-    [[20, 16, 14], [60, 40, 26], [110, 74, 40], [200, 160, 96], [150, 60, 30],
-     [170, 170, 170], [40, 30, 60]], dtype=np.float32)  # fmt: skip
+    [
+        [20, 16, 14],
+        [60, 40, 26],
+        [110, 74, 40],
+        [200, 160, 96],
+        [150, 60, 30],
+        [170, 170, 170],
+        [40, 30, 60],
+    ],
+    dtype=np.float32,
+)
 
 
 def _color(rng: np.random.Generator) -> np.ndarray:
@@ -89,10 +108,49 @@ def _background(rng: np.random.Generator, s: int, grid: tuple[np.ndarray, np.nda
     return img
 
 
-def _person(rng: np.random.Generator, s: int, grid: tuple[np.ndarray, np.ndarray]):
+Shape = Callable[[np.ndarray, object], None]  # draws itself on a canvas with a value
+
+
+def _ellipse(centre, axes, angle: float = 0.0, start: int = 0, end: int = 360) -> Shape:
+    c = (int(centre[0]), int(centre[1]))
+    a = (max(1, int(axes[0])), max(1, int(axes[1])))
+    return lambda canvas, v: cv2.ellipse(canvas, c, a, angle, start, end, v, -1)
+
+
+def _rect(p, q) -> Shape:
+    p, q = (int(p[0]), int(p[1])), (int(q[0]), int(q[1]))
+    return lambda canvas, v: cv2.rectangle(canvas, p, q, v, -1)
+
+
+def _poly(points) -> Shape:
+    pts = np.asarray(points, np.int32)
+    return lambda canvas, v: cv2.fillPoly(canvas, [pts], v)
+
+
+def _union(*shapes: Shape) -> Shape:
+    def draw(canvas, v) -> None:
+        for shape in shapes:
+            shape(canvas, v)
+
+    return draw
+
+
+def _person(rng: np.random.Generator, s: int):
     """Draw the person: returns (image [s,s,3] float, coverage [s,s] uint8 in {0, 1})."""
     img = np.zeros((s, s, 3), np.float32)
     cover = np.zeros((s, s), np.uint8)
+
+    def fill(shape: Shape, color: np.ndarray, in_mask: bool = True) -> None:
+        """Paint ``shape`` in ``color`` (RGB, or an [s, s, 3] texture); add it to the mask."""
+        if color.ndim == 1:
+            shape(img, tuple(float(c) for c in color))
+        else:  # a textured fill: rasterise the shape once, then copy the texture through it
+            layer = np.zeros((s, s), np.uint8)
+            shape(layer, 1)
+            np.copyto(img, color, where=layer[..., None] > 0)
+        if in_mask:
+            shape(cover, 1)
+
     scale = rng.uniform(0.75, 1.25)
     cx = s * (0.5 + np.clip(rng.normal(0, 0.12), -0.3, 0.3))
     cy = s * rng.uniform(0.25, 0.45)
@@ -104,74 +162,49 @@ def _person(rng: np.random.Generator, s: int, grid: tuple[np.ndarray, np.ndarray
     cloth = _color(rng)
     lean = rng.uniform(-0.08, 0.08) * s
 
-    def fill(shape, color, in_mask: bool = True) -> None:
-        """Draw ``shape(canvas, value)`` in ``color`` on the image and, if ``in_mask``, the mask."""
-        if np.ndim(color) == 1:
-            shape(img, tuple(float(c) for c in color))
-        else:  # a textured fill: rasterise the shape once, then copy the texture through it
-            layer = np.zeros((s, s), np.uint8)
-            shape(layer, 1)
-            np.copyto(img, color, where=layer[..., None] > 0)
-        if in_mask:
-            shape(cover, 1)
-
-    # Torso: shoulders (two ellipses) + trapezoid down past the bottom edge.
+    # Torso: a trapezoid from the shoulders down past the bottom edge, rounded shoulders.
     sh_y = cy + ry * rng.uniform(1.15, 1.5)
     half = rx * rng.uniform(2.0, 3.2)
     neck_w = rx * rng.uniform(0.45, 0.6)
     bot = s * 1.1
-    pts = np.array(
-        [[cx - neck_w, sh_y - 0.1 * rx], [cx - half, sh_y + 0.6 * rx],
-         [cx - half * rng.uniform(1.0, 1.2) + lean, bot],
-         [cx + half * rng.uniform(1.0, 1.2) + lean, bot], [cx + half, sh_y + 0.6 * rx],
-         [cx + neck_w, sh_y - 0.1 * rx]], np.int32)  # fmt: skip
-    shoulder_axes = (int(half * 0.55), int(rx * 0.75))
-
-    def torso(canvas: np.ndarray, value) -> None:
-        cv2.fillPoly(canvas, [pts], value)
-        for sign in (-1, 1):
-            centre = (int(cx + sign * half * 0.55), int(sh_y + 0.65 * rx))
-            cv2.ellipse(canvas, centre, shoulder_axes, 0, 0, 360, value, -1)
-
+    trapezoid = _poly(
+        [
+            [cx - neck_w, sh_y - 0.1 * rx],
+            [cx - half, sh_y + 0.6 * rx],
+            [cx - half * rng.uniform(1.0, 1.2) + lean, bot],
+            [cx + half * rng.uniform(1.0, 1.2) + lean, bot],
+            [cx + half, sh_y + 0.6 * rx],
+            [cx + neck_w, sh_y - 0.1 * rx],
+        ]
+    )
+    shoulders = [
+        _ellipse((cx + sign * half * 0.55, sh_y + 0.65 * rx), (half * 0.55, rx * 0.75))
+        for sign in (-1, 1)
+    ]
     texture = _texture(rng, s // 2, _grid(s // 2)) * np.float32(rng.uniform(10, 60))
     texture = cv2.resize(texture, (s, s), interpolation=cv2.INTER_NEAREST)[..., None]
-    fill(torso, np.clip(cloth + texture, 0, 255))
-    # Neck and a neckline (skin) inside the torso.
-    nw, ntop = int(neck_w), int(cy + 0.5 * ry)
-    fill(lambda canvas, v: cv2.rectangle(canvas, (int(cx) - nw, ntop), (int(cx) + nw, int(sh_y)), v, -1),
-         skin)  # fmt: skip
+    fill(_union(trapezoid, *shoulders), np.clip(cloth + texture, 0, 255))
+    # Neck and, often, a V neckline.
+    fill(_rect((cx - neck_w, cy + 0.5 * ry), (cx + neck_w, sh_y)), skin)
     if rng.random() < 0.6:
         depth = rx * rng.uniform(0.3, 1.0)
-        vee = np.array([[cx - neck_w, sh_y - 1], [cx + neck_w, sh_y - 1], [cx, sh_y + depth]],
-                       np.int32)  # fmt: skip
-        fill(lambda canvas, v: cv2.fillPoly(canvas, [vee], v), skin)
+        fill(_poly([[cx - neck_w, sh_y - 1], [cx + neck_w, sh_y - 1], [cx, sh_y + depth]]), skin)
     # Long hair behind the head, down to the shoulders.
     if rng.random() < 0.35:
         length = cy + ry * rng.uniform(1.0, 2.2)
-
-        def strands(canvas: np.ndarray, value) -> None:
-            cv2.rectangle(canvas, (int(cx - rx * 1.15), int(cy)), (int(cx + rx * 1.15),
-                          int(length)), value, -1)  # fmt: skip
-
-        fill(strands, hair)
-    centre = (int(cx), int(cy))
-    axes = (int(rx), int(ry))
-    for sign in (-1, 1):  # ears
-        ear = (int(cx + sign * rx * 0.95), int(cy + 0.1 * ry))
-        fill(lambda canvas, v, c=ear: cv2.ellipse(canvas, c, (int(rx * 0.22), int(ry * 0.25)), 0, 0,
-                                              360, v, -1), skin)  # fmt: skip
-    fill(lambda canvas, v: cv2.ellipse(canvas, centre, axes, tilt, 0, 360, v, -1), skin)
-    # Face details (image only, inside the head).
+        fill(_rect((cx - rx * 1.15, cy), (cx + rx * 1.15, length)), hair)
+    # Ears, head, and face details (image only).
     for sign in (-1, 1):
-        eye = (int(cx + sign * rx * 0.38), int(cy - ry * 0.05))
-        fill(lambda canvas, v, c=eye: cv2.ellipse(canvas, c, (max(1, int(rx * 0.14)),
-             max(1, int(ry * 0.07))), 0, 0, 360, v, -1), _jitter(rng, np.zeros(3), 20), False)  # fmt: skip
-    fill(lambda canvas, v: cv2.ellipse(canvas, (int(cx), int(cy + ry * 0.5)), (max(1, int(rx * 0.3)),
-         max(1, int(ry * 0.06))), 0, 0, 360, v, -1), _jitter(rng, skin * 0.6, 10), False)  # fmt: skip
-    if rng.random() < 0.85:  # hair cap: upper half of a slightly larger ellipse
-        cap_axes = (int(rx * rng.uniform(1.05, 1.2)), int(ry * rng.uniform(0.75, 0.95)))
-        cap_centre = (int(cx), int(cy - ry * rng.uniform(0.25, 0.45)))
-        fill(lambda canvas, v: cv2.ellipse(canvas, cap_centre, cap_axes, tilt, 180, 360, v, -1), hair)
+        fill(_ellipse((cx + sign * rx * 0.95, cy + 0.1 * ry), (rx * 0.22, ry * 0.25)), skin)
+    fill(_ellipse((cx, cy), (rx, ry), tilt), skin)
+    for sign in (-1, 1):
+        eye = _ellipse((cx + sign * rx * 0.38, cy - ry * 0.05), (rx * 0.14, ry * 0.07))
+        fill(eye, _jitter(rng, np.zeros(3), 20), in_mask=False)
+    fill(_ellipse((cx, cy + ry * 0.5), (rx * 0.3, ry * 0.06)), _jitter(rng, skin * 0.6, 10), False)
+    if rng.random() < 0.85:  # hair cap: upper half of a slightly larger, raised ellipse
+        cap_axes = (rx * rng.uniform(1.05, 1.2), ry * rng.uniform(0.75, 0.95))
+        cap_centre = (cx, cy - ry * rng.uniform(0.25, 0.45))
+        fill(_ellipse(cap_centre, cap_axes, tilt, 180, 360), hair)
     return img, cover
 
 
@@ -188,7 +221,7 @@ def _sample(seed: int, index: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     # The person is drawn at twice the resolution (up to 512 px) and area-downsampled with
     # premultiplied colour, so its edges are anti-aliased and alpha is the exact coverage.
     factor = 2 if size <= 256 else 1
-    person, cover = _person(rng, size * factor, _grid(size * factor))
+    person, cover = _person(rng, size * factor)
     if factor != 1:
         person *= cover[..., None]
         person = cv2.resize(person, (size, size), interpolation=cv2.INTER_AREA)
@@ -235,8 +268,13 @@ def prior_masks(masks: np.ndarray, keys: Sequence[Sequence[int]]) -> np.ndarray:
         angle, scale = rng.uniform(-8, 8), rng.uniform(0.92, 1.08)
         mat = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
         mat[:, 2] += rng.uniform(-0.06, 0.06, 2) * (w, h)
-        warped = cv2.warpAffine(masks[i].astype(np.uint8) * 255, mat, (w, h),
-                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        warped = cv2.warpAffine(
+            masks[i].astype(np.uint8) * 255,
+            mat,
+            (w, h),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
         k = int(rng.integers(1, max(2, w // 32) + 1)) * 2 + 1
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
         op = cv2.dilate if rng.random() < 0.5 else cv2.erode

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from harness.train.config import TrainConfig
 from harness.train.model_folder import ModelFolder, load_keras, read_json, save_model, write_json
 from harness.train.pipeline import Pipeline
 from harness.train.progress import EpochProgress
+from harness.ui import console as default_console
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,9 @@ class TrainResult:
 
 def load_dataset(config: TrainConfig) -> data_mod.Dataset:
     if config.synthetic:
-        return data_mod.synthetic_dataset(config.samples, config.input_size, config.seed,
-                                          config.channels)  # fmt: skip
+        return data_mod.synthetic_dataset(
+            config.samples, config.input_size, config.seed, config.channels
+        )
     return data_mod.folder_dataset(config.data, config.input_size, config.channels)
 
 
@@ -93,7 +95,9 @@ def _prepare_folder(folder: ModelFolder, resume: bool, overwrite: bool) -> dict[
     """Check the output folder; returns the stored state when resuming."""
     if resume:
         if not folder.state_json.is_file():
-            raise UsageError(f"nothing to resume in {folder.root} (no checkpoints/{folder.state_json.name})")
+            raise UsageError(
+                f"nothing to resume in {folder.root} (no checkpoints/{folder.state_json.name})"
+            )
         return read_json(folder.state_json)
     existing = [p for p in (folder.train_json, folder.model, folder.checkpoints) if p.exists()]
     if existing and not overwrite:
@@ -128,10 +132,15 @@ def _describe(config: TrainConfig, dataset, train_ds, val_ds, params: int, has_a
         "arch": config.arch,
         "arch_params": {"width": config.width},
         "input": {
-            "height": config.input_size, "width": config.input_size, "channels": config.channels,
-            "layout": "NHWC", "dtype": "float32", "color": "RGB", "normalization": normalization,
+            "height": config.input_size,
+            "width": config.input_size,
+            "channels": config.channels,
+            "layout": "NHWC",
+            "dtype": "float32",
+            "color": "RGB",
+            "normalization": normalization,
             **({"extra_channels": ["prior_mask"]} if config.channels == 4 else {}),
-        },  # fmt: skip
+        },
         "output": {"kind": "logits", "channels": 2, "foreground_channel": 1},
         "data": data_info,
         "params": params,
@@ -158,8 +167,8 @@ class _Steps:
     def __init__(self, config: TrainConfig, built: nets.Nets, optimizer, train_spec, val_spec):
         tf = tfcompat.tf()
         self.config, self.nets, self.optimizer = config, built, optimizer
-        self.train = tf.function(self._train, input_signature=[train_spec])
-        self.eval = tf.function(self._eval, input_signature=[val_spec])
+        self.train = tf.function(self._train, input_signature=[train_spec], autograph=False)
+        self.eval = tf.function(self._eval, input_signature=[val_spec], autograph=False)
 
     def _terms(self, outputs, batch) -> dict[str, Any]:
         cfg = self.config
@@ -169,13 +178,14 @@ class _Steps:
             if self.nets.arch.boundary_head:
                 terms["boundary_loss"] = losses.boundary_loss(outputs[1], batch["band"])
             else:
-                terms["boundary_loss"] = losses.band_cross_entropy(logits, batch["mask"],
-                                                                   batch["band"])  # fmt: skip
-        if cfg.matting_weight > 0 and "alpha" in batch:
+                terms["boundary_loss"] = losses.band_cross_entropy(
+                    logits, batch["mask"], batch["band"]
+                )
+        if cfg.matting_weight and "alpha" in batch:
             terms["matting_loss"] = losses.matting_loss(logits, batch["alpha"], batch["rgb"])
         total = terms["seg_loss"]
         total += cfg.boundary_weight * terms.get("boundary_loss", 0.0)
-        total += cfg.matting_weight * terms.get("matting_loss", 0.0)
+        total += (cfg.matting_weight or 0.0) * terms.get("matting_loss", 0.0)
         terms["loss"] = total
         return terms
 
@@ -184,6 +194,8 @@ class _Steps:
         model = self.nets.training
         with tf.GradientTape() as tape:
             outputs = model(batch["image"], training=True)
+            if not isinstance(outputs, (list, tuple)):  # a one-output model returns a tensor
+                outputs = [outputs]
             terms = self._terms(outputs, batch)
         grads = tape.gradient(terms["loss"], model.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
@@ -197,6 +209,21 @@ class _Steps:
         return loss, metrics.counts(logits, batch["mask"])
 
 
+def _train_epoch(steps: _Steps, batches, progress: EpochProgress) -> tuple[dict[str, float], int]:
+    """One pass over the training batches: (mean of each loss term, images seen)."""
+    began = time.perf_counter()
+    sums: dict[str, float] = {}
+    seen = 0
+    for batch in batches:
+        terms = steps.train(batch)
+        n = int(batch["mask"].shape[0])
+        seen += n
+        for key, value in terms.items():
+            sums[key] = sums.get(key, 0.0) + float(value) * n
+        progress.advance(sums["loss"] / seen, seen / (time.perf_counter() - began))
+    return {k: v / max(seen, 1) for k, v in sums.items()}, seen
+
+
 def _evaluate(steps: _Steps, pipeline: Pipeline) -> tuple[float, metrics.Counts]:
     total_loss, seen, counts = 0.0, 0, metrics.Counts()
     for batch in pipeline.epoch(0, shuffle=False):
@@ -206,6 +233,57 @@ def _evaluate(steps: _Steps, pipeline: Pipeline) -> tuple[float, metrics.Counts]
         seen += int(batch["mask"].shape[0])
         counts = counts + metrics.Counts(*map(float, c))
     return total_loss / max(seen, 1), counts
+
+
+class _Store:
+    """Writes what one finished epoch leaves in the model folder (see the module docstring)."""
+
+    def __init__(self, folder: ModelFolder, built: nets.Nets, checkpoint, optimizer, fingerprint):
+        self.folder, self.built, self.checkpoint = folder, built, checkpoint
+        self.optimizer, self.fingerprint = optimizer, fingerprint
+        self.export = nets.fixed_batch(built.inference)  # [1, H, W, C], refreshed each epoch
+
+    def epoch_done(self, epoch: int, improved: bool, keep: bool, info: dict[str, Any]) -> None:
+        folder = self.folder
+        self.export.set_weights(self.built.inference.get_weights())
+        if improved:
+            save_model(self.export, folder.best)
+            tmp = folder.model.with_name(".model.tmp.keras")
+            shutil.copyfile(folder.best, tmp)
+            tmp.replace(folder.model)
+        if keep:
+            save_model(self.export, folder.epoch_checkpoint(epoch))
+        prefix = f"state/epoch-{epoch:03d}"
+        self.checkpoint.write(str(folder.checkpoints / prefix))
+        write_json(folder.train_json, info)
+        state = {
+            "next_epoch": epoch + 1,
+            "optimizer_step": int(self.optimizer.iterations.numpy()),
+            "best": info["best"],
+            "checkpoint": prefix,
+            "fingerprint": self.fingerprint,
+        }
+        write_json(folder.state_json, state)  # only now does --resume see the new epoch
+        for old in (folder.checkpoints / "state").glob("epoch-*"):
+            if not old.name.startswith(f"epoch-{epoch:03d}."):
+                old.unlink(missing_ok=True)
+
+
+def _log_scalars(writer, step: int, record: dict[str, Any]) -> None:
+    """TensorBoard scalars, written with TF core only (``tf.summary.scalar`` needs the
+    tensorboard package; this writes the same event records without it)."""
+    tf = tfcompat.tf()
+    meta = tf.compat.v1.SummaryMetadata(
+        plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars")
+    )
+    with writer.as_default(step=step):
+        for key, value in record.items():
+            if key != "epoch":
+                group = "val" if key.startswith("val_") else "train"
+                tf.summary.write(
+                    f"{group}/{key}", tf.constant(float(value), tf.float32), metadata=meta
+                )
+    writer.flush()
 
 
 def _restore(folder: ModelFolder, state: dict[str, Any], checkpoint, model, optimizer) -> None:
@@ -225,12 +303,29 @@ def run(
     resume: bool = False,
     overwrite: bool = False,
     console: Console | None = None,
+    stop_after: int | None = None,
 ) -> TrainResult:
-    """Train ``config`` (validated here) into its model folder; see the module docstring."""
+    """Train ``config`` (validated here) into its model folder; see the module docstring.
+
+    ``stop_after`` ends this invocation after that many epochs, exactly as an interruption
+    would (the folder stays resumable): for time-boxed sessions on a shared machine.
+    """
     config = config.validated()
     folder = ModelFolder(config.out_path)
     state = _prepare_folder(folder, resume, overwrite)
     info = read_json(folder.train_json) if resume else None
+    if state is not None and info is not None and int(state["next_epoch"]) > config.epochs:
+        (console or default_console()).print(
+            f"{folder.root} already finished {config.epochs} epochs; nothing to do"
+        )
+        best = info.get("best") or {"epoch": 0, "val_iou": 0.0}
+        return TrainResult(
+            folder.root,
+            list(info.get("epochs", [])),
+            int(best["epoch"]),
+            float(best["val_iou"]),
+            float(info.get("wall_seconds", 0.0)),
+        )
     tf = tfcompat.tf()
     keras = tfcompat.keras()
     keras.utils.set_random_seed(config.seed)
@@ -238,14 +333,23 @@ def run(
     train_ds, val_ds = data_mod.split(dataset, config.val_ratio, config.seed)
     if state is not None and state.get("fingerprint") != dataset.fingerprint:
         raise UsageError(f"cannot resume {folder.root}: the data changed (fingerprint differs)")
+    if config.matting_weight is None:  # mattes given with a folder dataset: use them
+        auto = 1.0 if dataset.alphas is not None and not config.synthetic else 0.0
+        config = replace(config, matting_weight=auto)
     has_alpha = dataset.alphas is not None and config.matting_weight > 0
     built = nets.build(config.arch, config.input_size, config.channels, config.width)
     if config.weights and state is None:
         load_weights(built.inference, config.weights, config)
     normalization = data_mod.normalization_for(config.channels)
-    train_pipe = Pipeline(train_ds, config.batch_size, normalization, config.seed, config.augment,
-                          losses.thicknesses_for(config.input_size) if config.boundary_weight else (),
-                          use_alpha=has_alpha)  # fmt: skip
+    train_pipe = Pipeline(
+        train_ds,
+        config.batch_size,
+        normalization,
+        config.seed,
+        config.augment,
+        losses.thicknesses_for(config.input_size) if config.boundary_weight else (),
+        use_alpha=has_alpha,
+    )
     val_pipe = Pipeline(val_ds, config.batch_size, normalization)
     total_steps = config.epochs * train_pipe.steps
     schedule = keras.optimizers.schedules.CosineDecay(config.lr, max(1, total_steps), alpha=0.02)
@@ -253,12 +357,16 @@ def run(
     checkpoint = tf.train.Checkpoint(model=built.training, optimizer=optimizer)
     if state is not None:
         _restore(folder, state, checkpoint, built.training, optimizer)
-    steps = _Steps(config, built, optimizer, train_pipe.epoch(1).element_spec,
-                   val_pipe.epoch(0, shuffle=False).element_spec)  # fmt: skip
-    export = nets.fixed_batch(built.inference)
-
-    info = info or _describe(config, dataset, train_ds, val_ds,
-                             nets.count_params(built.inference), has_alpha)  # fmt: skip
+    steps = _Steps(
+        config,
+        built,
+        optimizer,
+        train_pipe.epoch(1).element_spec,
+        val_pipe.epoch(0, shuffle=False).element_spec,
+    )
+    info = info or _describe(
+        config, dataset, train_ds, val_ds, nets.count_params(built.inference), has_alpha
+    )
     info["training"]["epochs"] = config.epochs
     info["config"] = config.to_json()
     info["status"] = "running"
@@ -267,59 +375,73 @@ def run(
     start = int(state["next_epoch"]) if state else 1
     wall = float(info.get("wall_seconds", 0.0))
     writer = tf.summary.create_file_writer(str(folder.logs))
+    store = _Store(folder, built, checkpoint, optimizer, dataset.fingerprint)
     progress = EpochProgress(console, config.epochs, train_pipe.steps)
-    if start > config.epochs:
-        progress.note(f"{folder.root} already finished {config.epochs} epochs; nothing to do")
+    last = config.epochs if stop_after is None else min(config.epochs, start + stop_after - 1)
     with progress:
-        for epoch in range(start, config.epochs + 1):
+        for epoch in range(start, last + 1):
             began = time.perf_counter()
-            sums: dict[str, float] = {}
-            seen = 0
             progress.start_epoch(epoch)
-            for batch in train_pipe.epoch(epoch):
-                terms = steps.train(batch)
-                n = int(batch["mask"].shape[0])
-                seen += n
-                for key, value in terms.items():
-                    sums[key] = sums.get(key, 0.0) + float(value) * n
-                progress.advance(sums["loss"] / seen, seen / (time.perf_counter() - began))
+            means, seen = _train_epoch(steps, train_pipe.epoch(epoch), progress)
             train_seconds = time.perf_counter() - began
             val_loss, counts = _evaluate(steps, val_pipe)
             seconds = time.perf_counter() - began
             wall += seconds
-            record = {"epoch": epoch, **{k: round(v / seen, 6) for k, v in sums.items()},
-                      "val_loss": round(val_loss, 6), "val_iou": round(counts.iou, 6),
-                      "val_acc": round(counts.accuracy, 6),
-                      "lr": float(schedule(optimizer.iterations)),
-                      "images_per_s": round(seen / train_seconds, 2),
-                      "seconds": round(seconds, 2)}  # fmt: skip
+            record = {
+                "epoch": epoch,
+                **{k: round(v, 6) for k, v in means.items()},
+                "val_loss": round(val_loss, 6),
+                "val_iou": round(counts.iou, 6),
+                "val_acc": round(counts.accuracy, 6),
+                "lr": float(schedule(optimizer.iterations)),
+                "images_per_s": round(seen / train_seconds, 2),
+                "seconds": round(seconds, 2),
+            }
             history.append(record)
             improved = counts.iou > best["val_iou"]
-            export.set_weights(built.inference.get_weights())
             if improved:
                 best = {"epoch": epoch, "val_iou": record["val_iou"]}
-                save_model(export, folder.best)
-                shutil.copyfile(folder.best, folder.model.with_name(".model.tmp.keras"))
-                Path(folder.model.with_name(".model.tmp.keras")).replace(folder.model)
-            if epoch % config.checkpoint_every == 0:
-                save_model(export, folder.epoch_checkpoint(epoch))
-            prefix = f"state/epoch-{epoch:03d}"
-            checkpoint.write(str(folder.checkpoints / prefix))
-            info.update(epochs=history, best=best, wall_seconds=round(wall, 2),
-                        status="complete" if epoch == config.epochs else "running")  # fmt: skip
-            write_json(folder.train_json, info)
-            write_json(folder.state_json, {
-                "next_epoch": epoch + 1, "optimizer_step": int(optimizer.iterations.numpy()),
-                "best": best, "checkpoint": prefix, "fingerprint": dataset.fingerprint})  # fmt: skip
-            for old in (folder.checkpoints / "state").glob("epoch-*"):
-                if not old.name.startswith(f"epoch-{epoch:03d}."):
-                    old.unlink(missing_ok=True)
-            with writer.as_default(step=epoch):
-                for key, value in record.items():
-                    if key != "epoch":
-                        tf.summary.scalar(key, value)
-            writer.flush()
+            status = "complete" if epoch == config.epochs else "running"
+            info.update(epochs=history, best=best, wall_seconds=round(wall, 2), status=status)
+            store.epoch_done(epoch, improved, epoch % config.checkpoint_every == 0, info)
+            _log_scalars(writer, epoch, record)
             progress.end_epoch(record, improved)
-    info["status"] = "complete"
+    info["status"] = "complete" if last >= config.epochs else "stopped"
     write_json(folder.train_json, info)
     return TrainResult(folder.root, history, int(best["epoch"]), float(best["val_iou"]), wall)
+
+
+def throughput(config: TrainConfig, *, batches: int = 4, warmup: int = 2) -> dict[str, Any]:
+    """Training images/s of ``config``'s arch and size: the real augmented pipeline and train
+    step, timed over ``batches`` batches after ``warmup`` (tracing happens in the warm-up).
+    Nothing is written to disk."""
+    config = config.validated()
+    tf = tfcompat.tf()
+    keras = tfcompat.keras()
+    keras.utils.set_random_seed(config.seed)
+    n = config.batch_size * (batches + warmup)
+    dataset = data_mod.synthetic_dataset(n, config.input_size, config.seed, config.channels)
+    built = nets.build(config.arch, config.input_size, config.channels, config.width)
+    normalization = data_mod.normalization_for(config.channels)
+    thick = losses.thicknesses_for(config.input_size) if config.boundary_weight else ()
+    pipe = Pipeline(dataset, config.batch_size, normalization, config.seed, config.augment, thick)
+    optimizer = keras.optimizers.Adam(learning_rate=config.lr)
+    spec = pipe.epoch(1).element_spec
+    steps = _Steps(config, built, optimizer, spec, spec)
+    timed, began = 0, 0.0
+    for i, batch in enumerate(pipe.epoch(1)):
+        if i == warmup:
+            began = time.perf_counter()
+        tf.nest.map_structure(lambda t: t.numpy(), steps.train(batch))
+        if i >= warmup:
+            timed += int(batch["image"].shape[0])
+    seconds = time.perf_counter() - began
+    return {
+        "arch": config.arch,
+        "input_size": config.input_size,
+        "batch_size": config.batch_size,
+        "params": nets.count_params(built.inference),
+        "images": timed,
+        "seconds": round(seconds, 3),
+        "images_per_s": round(timed / seconds, 2) if seconds else 0.0,
+    }
