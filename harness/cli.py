@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 from typer.exceptions import Abort, Exit, TyperException
 
 from harness.errors import ExitCode, HarnessError
@@ -33,11 +34,13 @@ def _root(
 
 def demo(
     keep: bool = typer.Option(False, "--keep", help="Leave the virtual phone running."),
+    fresh: bool = typer.Option(False, "--fresh", help="Retrain and reconvert the demo model."),
+    epochs: int = typer.Option(4, "--epochs", help="Training epochs for the demo model."),
 ) -> None:
     """Run the main job end to end (on a virtual SM-G973F when no phone is attached)."""
     from harness.demo import run
 
-    run(keep=keep)
+    run(keep=keep, fresh=fresh, epochs=epochs)
 
 
 def _register() -> None:
@@ -49,8 +52,12 @@ def _register() -> None:
     app.add_typer(virtual_commands.app, name="virtual")
     app.command("demo")(demo)
     from harness.bench import commands as bench_commands
+    from harness.report import commands as report_commands
 
     app.command("bench")(bench_commands.bench)
+    app.command("report")(report_commands.report)
+    app.command("tag")(report_commands.tag)
+    app.command("gate")(report_commands.gate)
     try:  # areas built in parallel register themselves when present
         from harness.train import commands as train_commands
 
@@ -83,7 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     except HarnessError as exc:
         if debug:
             raise
-        err_console().print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
+                            soft_wrap=True)
         sys.exit(int(exc.exit_code))
     except Abort:
         err_console().print("[yellow]interrupted[/]; results measured so far are kept")
@@ -93,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(int(ExitCode.INTERRUPTED))
     except TyperException as exc:
         msg = " ".join(exc.format_message().split())
-        err_console().print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+        err_console().print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
         sys.exit(int(ExitCode.USAGE))
     except Exit as exc:
         sys.exit(exc.exit_code)
@@ -103,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         err_console().print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {' '.join(str(exc).split())} "
+            f"[bold red]internal error:[/] {type(exc).__name__}: "
+            f"{escape(' '.join(str(exc).split()))} "
             "(rerun with --debug for the traceback)",
             highlight=False,
             soft_wrap=True,

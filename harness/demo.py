@@ -1,27 +1,54 @@
-"""The main job end to end (``harness demo``).
+"""The main job end to end (``harness demo``): each step is a real ``harness`` command line,
+printed before it runs, so the demo shows exactly what a user would type.
 
-Uses a connected SM-G973 if there is one; otherwise starts a virtual SM-G973F, lists the
-devices, and probes it. Later stages (train -> convert -> bench -> report -> gate) are added
-here as they land.
+Uses an attached SM-G973 if there is one; otherwise starts a virtual SM-G973F. Then:
+devices -> probe -> train -> convert -> bench. Work already done (a trained model, its
+variants) is reused unless ``--fresh``.
 """
 
 from __future__ import annotations
 
+import shlex
+import shutil
+from pathlib import Path
+
 from harness.devices import adb
-from harness.devices.commands import devices as devices_command
-from harness.devices.commands import probe as probe_command
 from harness.devices.virtual import manager
+from harness.errors import HarnessError
 from harness.ui import console
 
+MODEL = Path("models") / "demo-sinet128"
+STORE = Path("results") / "demo.db"
+HEADS = "softmax,sigmoid,logits"
+PRECISIONS = "fp32,fp16,int8"
 
-def run(adb_values: list[str] | None = None, keep: bool = False) -> None:
+
+def _harness(*args: str) -> None:
+    """Run one harness command in this process, as typed on a command line."""
+    from harness.cli import app
+
+    console().print(f"[bold cyan]$ harness {shlex.join(args)}[/]")
+    code = app(args=list(args), prog_name="harness", standalone_mode=False)
+    if isinstance(code, int) and code:
+        raise HarnessError(f"step 'harness {args[0]}' exited {code}", exit_code=code)
+
+
+def _has_variants(model: Path) -> bool:
+    from harness.convert.variants import MANIFEST_NAME, read_manifest
+
+    if not (model / MANIFEST_NAME).is_file():
+        return False
+    have = {v.id for v in read_manifest(model).variants}
+    want = {f"{h}-{p}" for h in HEADS.split(",") for p in PRECISIONS.split(",")}
+    return want <= have
+
+
+def run(adb_values: list[str] | None = None, keep: bool = False, fresh: bool = False,
+        epochs: int = 4) -> None:
     servers = adb.resolve_servers(adb_values)
     entries = adb.list_devices(servers)
-    real = [
-        e
-        for e in entries
-        if e.state == "device" and adb.match(e, "SM-G973") and not e.serial.startswith("127.0.0.1:")
-    ]
+    real = [e for e in entries if e.state == "device" and adb.match(e, "SM-G973")
+            and not e.serial.startswith("127.0.0.1:")]
     started = None
     if real:
         serial = real[0].serial
@@ -31,10 +58,25 @@ def run(adb_values: list[str] | None = None, keep: bool = False) -> None:
         started = manager.start("SM-G973F", servers=servers[:1])
         serial = started.serial
     try:
-        console().rule("[bold]Devices")
-        devices_command(device=None, adb=adb_values, as_json=False)
-        console().rule(f"[bold]Probe {serial}")
-        probe_command(device=[serial], adb=adb_values, as_json=False)
+        console().rule("[bold]1. Phones")
+        _harness("devices")
+        _harness("probe", "--device", serial)
+        console().rule("[bold]2. Train a light portrait-segmentation net (synthetic portraits)")
+        if fresh and MODEL.exists():
+            shutil.rmtree(MODEL)
+        if (MODEL / "model.keras").is_file():
+            console().print(f"{MODEL} is already trained (use --fresh to retrain)")
+        else:
+            _harness("train", "--data", "synthetic", "--arch", "sinet-lite", "--input-size",
+                     "128", "--epochs", str(epochs), "--out", str(MODEL))
+        console().rule("[bold]3. Convert: output heads x precisions")
+        if _has_variants(MODEL) and not fresh:
+            console().print(f"{MODEL}/variants.json already has {HEADS} x {PRECISIONS}")
+        else:
+            _harness("convert", str(MODEL), "--heads", HEADS, "--precisions", PRECISIONS)
+        console().rule(f"[bold]4. Bench on {serial}: latency and accuracy per delegate")
+        _harness("bench", "--device", serial, "--model", str(MODEL), "--delegates",
+                 "cpu,gpu,gpu-fp32", "--store", str(STORE))
     finally:
         if started and not keep:
             manager.stop(started.serial)

@@ -1,0 +1,261 @@
+"""``harness report``, ``harness tag`` and ``harness gate`` (registered in harness/cli.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from harness.errors import GateFailed, UsageError
+from harness.store import DEFAULT_STORE, Store
+from harness.ui import console
+
+FORMATS = ("html", "md", "json", "junit")
+FILE_NAMES = {
+    "html": "report.html",
+    "md": "report.md",
+    "json": "report.json",
+    "junit": "report-junit.xml",
+}
+DEFAULT_OUT = Path("results") / "report"
+DEFAULT_GATE_JUNIT = Path("results") / "gate-junit.xml"
+
+StoreOption = Annotated[
+    Path, typer.Option("--store", metavar="PATH", help="Results store (SQLite).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _open_store(path: Path) -> Store:
+    if not Path(path).is_file():
+        raise UsageError(f"{path}: no results store; run harness bench first (or pass --store)")
+    return Store(path)
+
+
+def parse_formats(text: str) -> list[str]:
+    items = [t.strip().lower() for t in text.split(",") if t.strip()]
+    aliases = {"markdown": "md", "xml": "junit"}
+    items = [aliases.get(i, i) for i in items]
+    if not items:
+        raise UsageError("--format is empty; give some of: " + ",".join(FORMATS))
+    unknown = [i for i in items if i not in FORMATS]
+    if unknown:
+        raise UsageError(f"unknown report format {unknown[0]!r}; known: {','.join(FORMATS)}")
+    return [f for f in FORMATS if f in items]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_report(
+    store: Store,
+    runs: list[str] | None,
+    baseline: str | None,
+    formats: list[str],
+    out: Path,
+) -> tuple[dict[str, Path], object]:
+    """Render the chosen formats into ``out``; returns ({format: path}, the ReportData)."""
+    from harness.report.assemble import load_report, render_json
+    from harness.report.junit import render_report_junit
+    from harness.report.markdown import render_markdown
+
+    report = load_report(store, runs, baseline, with_samples="html" in formats)
+    renderers = {
+        "md": render_markdown,
+        "json": render_json,
+        "junit": render_report_junit,
+    }
+    written: dict[str, Path] = {}
+    for name in formats:
+        if name == "html":
+            from harness.report.html import render_html
+
+            text = render_html(report)
+        else:
+            text = renderers[name](report)
+        path = Path(out) / FILE_NAMES[name]
+        _atomic_write(path, text)
+        written[name] = path
+    return written, report
+
+
+def report(
+    runs: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="RUN", help="Run ids or tags (default: the latest run)."),
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option("--baseline", metavar="RUN|TAG", help="Flag regressions against this run."),
+    ] = None,
+    formats: Annotated[
+        str, typer.Option("--format", metavar="LIST", help="Comma-separated: html,md,json,junit.")
+    ] = ",".join(FORMATS),
+    out: Annotated[
+        Path, typer.Option("--out", metavar="DIR", help="Folder for the report files.")
+    ] = DEFAULT_OUT,
+    store: StoreOption = DEFAULT_STORE,
+    as_json: JsonOption = False,
+) -> None:
+    """Write HTML, Markdown, JSON and JUnit reports of runs (vs an optional baseline)."""
+    chosen = parse_formats(formats)
+    with _open_store(store) as db:
+        written, data = write_report(db, runs, baseline, chosen, out)
+    summary = {
+        "runs": [r.id for r in data.runs],
+        "baseline": data.baseline.id if data.baseline else None,
+        "virtual": data.any_virtual,
+        "failing_cells": sum(len(r.failing) for r in data.runs),
+        "regressions": sum(len(c.regressions) for c in data.comparisons),
+        "files": {k: str(v) for k, v in written.items()},
+    }
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, sort_keys=True))
+        return
+    out_console = console()
+    for run in data.runs:
+        badge = " [magenta]VIRTUAL[/]" if run.any_virtual else ""
+        failing = len(run.failing)
+        state = f"[red]{failing} failing[/]" if failing else "[green]no failing cell[/]"
+        out_console.print(
+            f"run {escape(run.label)}{badge}: {len(run.cells)} cells, {state}", highlight=False
+        )
+    for comparison in data.comparisons:
+        n = len(comparison.regressions)
+        state = f"[red]{n} regressed[/]" if n else "[green]no regression[/]"
+        out_console.print(
+            f"vs baseline {escape(comparison.baseline.label)}: {state}", highlight=False
+        )
+    for name, path in written.items():
+        out_console.print(f"{name:>5}: {escape(str(path))}", highlight=False)
+
+
+_TAG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
+
+
+def tag(
+    run: Annotated[str, typer.Argument(metavar="RUN", help="Run id (or an existing tag).")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Tag, e.g. release-1.2.")],
+    store: StoreOption = DEFAULT_STORE,
+) -> None:
+    """Name a run (e.g. a release) so later runs can compare against it."""
+    if not _TAG_NAME.match(name):
+        raise UsageError(
+            f"bad tag name {name!r}: use letters, digits and . _ + - (at most 100 characters)"
+        )
+    with _open_store(store) as db:
+        run_id = db.resolve_run(run)
+        if db.db.execute("SELECT 1 FROM runs WHERE id = ?", (name,)).fetchone():
+            raise UsageError(f"tag {name!r} is a run id; pick another name")
+        previous = db.db.execute("SELECT run_id FROM tags WHERE name = ?", (name,)).fetchone()
+        db.tag(run_id, name)
+    moved = f" (moved from {previous[0]})" if previous and previous[0] != run_id else ""
+    console().print(f"tagged {escape(run_id)} as {escape(name)}{moved}", highlight=False)
+
+
+def gate_table(result) -> Table:
+    table = Table(title=f"Gate: {escape(result.policy.path)}", title_justify="left")
+    for col in ("rule", "device", "variant", "delegate", "check", "limit", "measured", "result"):
+        justify = "right" if col in ("limit", "measured") else "left"
+        table.add_column(col, justify=justify, overflow="fold")
+    rules = [r.name for r in result.policy.rules]
+    for i, c in enumerate(result.checks):
+        device = escape(c.device) + (" [magenta]VIRTUAL[/]" if c.virtual else "")
+        verdict = "[green]PASS[/]" if c.passed else "[bold red]FAIL[/]"
+        if not c.passed and c.detail:
+            verdict += f" [dim]{escape(c.detail)}[/]"
+        last = i + 1 == len(result.checks) or result.checks[i + 1].rule != c.rule
+        table.add_row(
+            escape(c.rule) + f" [dim](line {c.rule_line})[/]",
+            device,
+            escape(c.variant),
+            escape(c.delegate),
+            escape(c.label),
+            escape(c.limit),
+            escape(c.measured),
+            verdict,
+            end_section=last and c.rule != rules[-1],
+        )
+    return table
+
+
+def gate(
+    run: Annotated[
+        str | None, typer.Argument(metavar="RUN", help="Run id or tag (default: the latest).")
+    ] = None,
+    policy: Annotated[
+        Path,
+        typer.Option("--policy", metavar="TOML", help="Release policy (see docs/report.md)."),
+    ] = Path("benchmarks") / "release.toml",
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline",
+            metavar="RUN|TAG",
+            help="Baseline for max_regression_pct (overrides the policy's gate.baseline).",
+        ),
+    ] = None,
+    junit: Annotated[
+        Path, typer.Option("--junit", metavar="PATH", help="Where to write the JUnit XML.")
+    ] = DEFAULT_GATE_JUNIT,
+    store: StoreOption = DEFAULT_STORE,
+    as_json: JsonOption = False,
+) -> None:
+    """Check a run against a release policy; exit 1 when a check fails, 2 on a bad policy."""
+    from harness.gate import evaluate, gate_suites
+    from harness.policy import load_policy
+    from harness.report.data import load_run
+    from harness.report.junit import render_junit
+
+    rules = load_policy(policy)
+    with _open_store(store) as db:
+        data = load_run(db, run)
+        base_ref = baseline or rules.baseline
+        base = None
+        if base_ref:
+            try:
+                base = load_run(db, base_ref)
+            except UsageError as exc:
+                where = "--baseline" if baseline else f"{rules.path}:{rules.baseline_line}"
+                raise UsageError(f"{where}: {exc}") from None
+    result = evaluate(rules, data, base)
+    _atomic_write(Path(junit), render_junit("harness gate", gate_suites(result)))
+    failed = result.failed
+    if as_json:
+        payload = result.to_json() | {"junit": str(junit)}
+        typer.echo(json.dumps(payload, indent=2, sort_keys=True, allow_nan=False))
+    else:
+        out = console()
+        out.print(gate_table(result))
+        if data.any_virtual:
+            out.print(
+                "[magenta]VIRTUAL[/]: this run was measured on virtual phones; a pass says "
+                "nothing about the real phone models.",
+                highlight=False,
+            )
+        if failed:
+            out.print(f"[bold red]FAILED[/] {len(failed)} of {len(result.checks)} checks:")
+            for c in failed:
+                out.print(
+                    f"  [red]x[/] {escape(c.rule)}: {escape(c.where)}: {escape(c.label)} "
+                    f"{escape(c.measured)} (limit {escape(c.limit)})"
+                    + (f" - {escape(c.detail)}" if c.detail else ""),
+                    highlight=False,
+                )
+        else:
+            out.print(f"[bold green]PASSED[/] all {len(result.checks)} checks", highlight=False)
+        out.print(f"JUnit: {escape(str(junit))}", highlight=False)
+    if failed:
+        raise GateFailed(
+            f"gate failed: {len(failed)} of {len(result.checks)} checks failed for run "
+            f"{data.id} ({rules.path})"
+        )

@@ -1,0 +1,123 @@
+"""The Markdown summary: short enough for a pull-request comment (GitHub-flavoured)."""
+
+from __future__ import annotations
+
+import html
+
+from harness.report import formatting as fmt
+from harness.report.assemble import ReportData
+from harness.report.compare import Comparison
+from harness.report.data import CellData, RunData
+
+MAX_ROWS = 15  # rows of a problem table before "... and N more"
+
+
+def md(text: object) -> str:
+    """Escape text from devices and models for a Markdown table cell."""
+    out = html.escape(str(text), quote=False)
+    for ch in "\\`*_[]|#":
+        out = out.replace(ch, "\\" + ch)
+    return " ".join(out.split())
+
+
+def _device(cell: CellData) -> str:
+    return md(cell.device_model) + (" **VIRTUAL**" if cell.virtual else "")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    shown = rows[:MAX_ROWS]
+    lines += ["| " + " | ".join(r) + " |" for r in shown]
+    if len(rows) > len(shown):
+        lines.append(f"\n... and {len(rows) - len(shown)} more (see the HTML report)")
+    return lines
+
+
+def _run(run: RunData, comparison: Comparison | None) -> list[str]:
+    tags = "".join(f" `{md(t)}`" for t in run.tags)
+    virtual = " — **VIRTUAL**" if run.any_virtual else ""
+    failed = [c for c in run.cells if not c.ok]
+    wrong = [c for c in run.cells if c.ok and c.failing]
+    ok = len(run.cells) - len(failed) - len(wrong)
+    devices = ", ".join(md(d.model) + (" (virtual)" if d.virtual else "") for d in run.devices)
+    lines = [
+        f"### Run `{md(run.id)}`{tags} ({md(run.status)}){virtual}",
+        "",
+        f"Model **{md(run.model)}** on {devices or 'no device'}: {len(run.cells)} cells, "
+        f"{ok} ok, {len(failed)} failed, {len(wrong)} with wrong output"
+        + (f", {len(run.missing)} not measured" if run.missing else "")
+        + ".",
+        "",
+    ]
+    if run.failing:
+        lines.append("**Failing cells**")
+        lines.append("")
+        rows = [[_device(c), md(c.variant_id), md(c.delegate), md(c.problem)] for c in run.failing]
+        lines += _table(["device", "variant", "delegate", "problem"], rows)
+        lines.append("")
+    if comparison is not None:
+        lines += _regressions(comparison)
+    lines += _all_cells(run)
+    return lines
+
+
+def _regressions(cmp: Comparison) -> list[str]:
+    base = cmp.baseline
+    name = f"`{md(base.tags[0])}` ({md(base.id)})" if base.tags else f"`{md(base.id)}`"
+    regressed = cmp.regressions
+    if not regressed:
+        return [
+            f"**No regression vs {name}** ({len(cmp.cells)} cells compared, "
+            f"{len(cmp.improvements)} improved).",
+            "",
+        ]
+    lines = [f"**{len(regressed)} regressed vs {name}** ({len(cmp.cells)} cells compared)", ""]
+    rows = []
+    for r in regressed:
+        avg = r.delta("avg_ms")
+        ioref = r.delta("iou_ref")
+        rows.append(
+            [
+                _device(r.cell),
+                md(r.cell.variant_id),
+                md(r.cell.delegate),
+                f"{fmt.ms(avg.base)} → {fmt.ms(avg.new)} ms ({fmt.pct(avg.pct)})",
+                f"{fmt.iou(ioref.base)} → {fmt.iou(ioref.new)}",
+                md(", ".join(r.reasons)),
+            ]
+        )
+    lines += _table(["device", "variant", "delegate", "avg latency", "IoU ref", "why"], rows)
+    lines.append("")
+    return lines
+
+
+def _all_cells(run: RunData) -> list[str]:
+    if not run.cells:
+        return []
+    lines = ["<details><summary>All cells</summary>", ""]
+    header = ["device", "variant", "delegate", "avg ms", "spread", "IoU ref", "IoU GT", "status"]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    for c in run.cells:
+        status = "ok" if not c.failing else ("FAILED" if not c.ok else md(c.signature or "?"))
+        lines.append(
+            f"| {_device(c)} | {md(c.variant_id)} | {md(c.delegate)} | {fmt.ms(c.avg_ms)} | "
+            f"{fmt.pct(c.spread_pct, signed=False)} | {fmt.iou(c.iou_ref)} | "
+            f"{fmt.iou(c.iou_gt)} | {status} |"
+        )
+    lines += ["", "</details>", ""]
+    return lines
+
+
+def render_markdown(report: ReportData) -> str:
+    lines = ["## harness benchmark report", ""]
+    if report.any_virtual:
+        models = ", ".join(md(m) for m in report.virtual_models) or "the baseline"
+        lines += [
+            f"> **VIRTUAL**: results include virtual phones ({models}): measurements of a "
+            "virtual phone on the host, not of the real phone model.",
+            "",
+        ]
+    for run in report.runs:
+        lines += _run(run, report.comparison(run))
+    return "\n".join(lines).rstrip() + "\n"
