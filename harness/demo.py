@@ -2,7 +2,7 @@
 printed before it runs, so the demo shows exactly what a user would type.
 
 Uses an attached SM-G973 if there is one; otherwise starts a virtual SM-G973F. Then:
-devices -> probe -> train -> convert -> bench. Work already done (a trained model, its
+devices -> probe -> train -> convert -> bench -> report -> gate. Work already done (a trained model, its
 variants) is reused unless ``--fresh``.
 """
 
@@ -14,11 +14,12 @@ from pathlib import Path
 
 from harness.devices import adb
 from harness.devices.virtual import manager
-from harness.errors import HarnessError
+from harness.errors import GateFailed, HarnessError, PartialRun
 from harness.ui import console
 
 MODEL = Path("models") / "demo-sinet128"
 STORE = Path("results") / "demo.db"
+REPORTS = Path("results") / "demo-report"
 HEADS = "softmax,sigmoid,logits"
 PRECISIONS = "fp32,fp16,int8"
 
@@ -75,8 +76,21 @@ def run(adb_values: list[str] | None = None, keep: bool = False, fresh: bool = F
         else:
             _harness("convert", str(MODEL), "--heads", HEADS, "--precisions", PRECISIONS)
         console().rule(f"[bold]4. Bench on {serial}: latency and accuracy per delegate")
-        _harness("bench", "--device", serial, "--model", str(MODEL), "--delegates",
-                 "cpu,gpu,gpu-fp32", "--store", str(STORE))
+        try:
+            _harness("bench", "--device", serial, "--model", str(MODEL), "--delegates",
+                     "cpu,gpu,gpu-fp32", "--store", str(STORE))
+        except PartialRun as exc:  # failed cells are findings; the report shows them
+            console().print(f"[yellow]{exc}[/]")
+        console().rule("[bold]5. Report")
+        _harness("report", "--store", str(STORE), "--out", str(REPORTS))
+        console().rule("[bold]6. Release gate (benchmarks/release.toml)")
+        try:
+            _harness("gate", "--store", str(STORE), "--policy", "benchmarks/release.toml",
+                     "--junit", str(REPORTS / "gate-junit.xml"))
+            console().print("[bold green]gate verdict: PASS[/] (harness gate exits 0)")
+        except GateFailed as exc:
+            console().print(f"[bold red]gate verdict: FAIL[/] (harness gate exits 1): {exc}")
+        console().print(f"report: {REPORTS / 'report.html'}")
     finally:
         if started and not keep:
             manager.stop(started.serial)
