@@ -344,6 +344,10 @@ def run_bench(
             config = {
                 "options": opts.plan_config(),
                 "model": model_name,
+                "runs": opts.runs,
+                "warmup": opts.warmup,
+                "repeats": opts.repeats,
+                "threads": opts.threads,
                 "devices": [e.serial for e, _ in devices],
                 "variants": [
                     {"id": t.variant_id, "sha256": t.sha256, "file": str(t.path)} for t in targets
