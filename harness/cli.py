@@ -52,12 +52,14 @@ def _register() -> None:
     app.add_typer(virtual_commands.app, name="virtual")
     app.command("demo")(demo)
     from harness.bench import commands as bench_commands
+    from harness.diagnose import commands as diagnose_commands
     from harness.report import commands as report_commands
 
     app.command("bench")(bench_commands.bench)
     app.command("report")(report_commands.report)
     app.command("tag")(report_commands.tag)
     app.command("gate")(report_commands.gate)
+    app.command("diagnose")(diagnose_commands.diagnose)
     try:  # areas built in parallel register themselves when present
         from harness.train import commands as train_commands
 
@@ -90,8 +92,9 @@ def main(argv: list[str] | None = None) -> None:
     except HarnessError as exc:
         if debug:
             raise
-        err_console().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
-                            soft_wrap=True)
+        err_console().print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         sys.exit(int(exc.exit_code))
     except Abort:
         err_console().print("[yellow]interrupted[/]; results measured so far are kept")

@@ -2,7 +2,7 @@
 printed before it runs, so the demo shows exactly what a user would type.
 
 Uses an attached SM-G973 if there is one; otherwise starts a virtual SM-G973F. Then:
-devices -> probe -> train -> convert -> bench -> report -> gate. Work already done (a trained model, its
+devices -> probe -> train -> convert -> bench -> diagnose -> report -> gate. Work already done (a trained model, its
 variants) is reused unless ``--fresh``.
 """
 
@@ -44,12 +44,16 @@ def _has_variants(model: Path) -> bool:
     return want <= have
 
 
-def run(adb_values: list[str] | None = None, keep: bool = False, fresh: bool = False,
-        epochs: int = 4) -> None:
+def run(
+    adb_values: list[str] | None = None, keep: bool = False, fresh: bool = False, epochs: int = 4
+) -> None:
     servers = adb.resolve_servers(adb_values)
     entries = adb.list_devices(servers)
-    real = [e for e in entries if e.state == "device" and adb.match(e, "SM-G973")
-            and not e.serial.startswith("127.0.0.1:")]
+    real = [
+        e
+        for e in entries
+        if e.state == "device" and adb.match(e, "SM-G973") and not e.serial.startswith("127.0.0.1:")
+    ]
     started = None
     if real:
         serial = real[0].serial
@@ -68,8 +72,19 @@ def run(adb_values: list[str] | None = None, keep: bool = False, fresh: bool = F
         if (MODEL / "model.keras").is_file():
             console().print(f"{MODEL} is already trained (use --fresh to retrain)")
         else:
-            _harness("train", "--data", "synthetic", "--arch", "sinet-lite", "--input-size",
-                     "128", "--epochs", str(epochs), "--out", str(MODEL))
+            _harness(
+                "train",
+                "--data",
+                "synthetic",
+                "--arch",
+                "sinet-lite",
+                "--input-size",
+                "128",
+                "--epochs",
+                str(epochs),
+                "--out",
+                str(MODEL),
+            )
         console().rule("[bold]3. Convert: output heads x precisions")
         if _has_variants(MODEL) and not fresh:
             console().print(f"{MODEL}/variants.json already has {HEADS} x {PRECISIONS}")
@@ -77,16 +92,34 @@ def run(adb_values: list[str] | None = None, keep: bool = False, fresh: bool = F
             _harness("convert", str(MODEL), "--heads", HEADS, "--precisions", PRECISIONS)
         console().rule(f"[bold]4. Bench on {serial}: latency and accuracy per delegate")
         try:
-            _harness("bench", "--device", serial, "--model", str(MODEL), "--delegates",
-                     "cpu,gpu,gpu-fp32", "--store", str(STORE))
+            _harness(
+                "bench",
+                "--device",
+                serial,
+                "--model",
+                str(MODEL),
+                "--delegates",
+                "cpu,gpu,gpu-fp32",
+                "--store",
+                str(STORE),
+            )
         except PartialRun as exc:  # failed cells are findings; the report shows them
             console().print(f"[yellow]{exc}[/]")
-        console().rule("[bold]5. Report")
+        console().rule(f"[bold]5. Diagnose softmax / GPU-delegate failures on {serial}")
+        _harness("diagnose", "--device", serial, "--model", str(MODEL), "--store", str(STORE))
+        console().rule("[bold]6. Report")
         _harness("report", "--store", str(STORE), "--out", str(REPORTS))
-        console().rule("[bold]6. Release gate (benchmarks/release.toml)")
+        console().rule("[bold]7. Release gate (benchmarks/release.toml)")
         try:
-            _harness("gate", "--store", str(STORE), "--policy", "benchmarks/release.toml",
-                     "--junit", str(REPORTS / "gate-junit.xml"))
+            _harness(
+                "gate",
+                "--store",
+                str(STORE),
+                "--policy",
+                "benchmarks/release.toml",
+                "--junit",
+                str(REPORTS / "gate-junit.xml"),
+            )
             console().print("[bold green]gate verdict: PASS[/] (harness gate exits 0)")
         except GateFailed as exc:
             console().print(f"[bold red]gate verdict: FAIL[/] (harness gate exits 1): {exc}")

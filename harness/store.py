@@ -78,6 +78,11 @@ CREATE TABLE IF NOT EXISTS cells (
     outputs BLOB,                      -- compressed npz of pulled outputs (may be NULL)
     PRIMARY KEY (run_id, serial, variant_sha256, delegate)
 );
+CREATE TABLE IF NOT EXISTS diagnoses (
+    run_id TEXT PRIMARY KEY REFERENCES runs(id),
+    created REAL NOT NULL,
+    data TEXT NOT NULL                 -- JSON: harness diagnose's diagnosis (docs/diagnose.md)
+);
 """
 
 
@@ -349,3 +354,17 @@ class Store:
             (run_id, key.serial, key.variant_sha256, key.delegate),
         ).fetchone()
         return row[0] if row else None
+
+    # -- diagnoses -----------------------------------------------------------------------------
+    def add_diagnosis(self, run_id: str, diagnosis: dict) -> None:
+        """Store ``harness diagnose``'s result for its bench run (replaces an earlier one)."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO diagnoses (run_id, created, data) VALUES (?, ?, ?)",
+                (run_id, time.time(), json.dumps(diagnosis, sort_keys=True, allow_nan=False)),
+            )
+
+    def diagnosis(self, run_id: str) -> dict | None:
+        """The diagnosis stored for ``run_id`` (docs/diagnose.md), or None."""
+        row = self.db.execute("SELECT data FROM diagnoses WHERE run_id = ?", (run_id,)).fetchone()
+        return json.loads(row[0]) if row else None

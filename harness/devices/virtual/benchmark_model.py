@@ -30,7 +30,7 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from harness.devices.virtual import bm_flags
 from harness.devices.virtual.bm_stats import Out, PeakMemory, Stat, fmt_g, maxrss_kb, now_us, statm
-from harness.devices.virtual.gpu_emulation import Emulation, GpuPlan, plan_gpu
+from harness.devices.virtual.gpu_emulation import Emulation, GpuPlan, plan_gpu, removed_backends
 from harness.devices.virtual.tflite_graph import Graph, GraphError, read_graph
 
 GPU_NAME = "TfLiteGpuDelegateV2"
@@ -99,6 +99,7 @@ class Benchmark:
         self.config = _virtual_config()
         self.layers: list[dict] = []  # InputLayerInfo: name, shape, file
         self.graph: Graph | None = None
+        self.model_data = b""
         self.interp: Interpreter | None = None
         self.emulation: Emulation | None = None
         self.accel = ""  # "gpu" | "nnapi" | "" (CPU)
@@ -159,7 +160,12 @@ class Benchmark:
         return bool(self.config.get("nnapi")) or "nnapi" in self.config.get("gpu_backends", [])
 
     def _gpu_backends(self) -> list[str]:
-        return list(self.config.get("gpu_backends", ["cl", "gl"]))
+        gone = removed_backends(self._faults())  # e.g. opencl-missing: no libOpenCL.so
+        return [b for b in self.config.get("gpu_backends", ["cl", "gl"]) if b not in gone]
+
+    def _faults(self) -> tuple[str, ...]:
+        faults = self.config.get("faults", [])
+        return tuple(str(f) for f in faults) if isinstance(faults, list) else ()
 
     # -- init -----------------------------------------------------------------------------------
     def init(self) -> None:
@@ -171,6 +177,7 @@ class Benchmark:
             raise Failed(f"Failed to load model {path}") from None
         try:
             self.graph = read_graph(data)
+            self.model_data = data
         except GraphError:
             self.out.runtime("The model is not a valid Flatbuffer buffer", "ERROR")
             raise Failed(f"Failed to load model {path}") from None
@@ -210,9 +217,7 @@ class Benchmark:
             self.accel = "gpu"
             precision = "fp16" if p["gpu_precision_loss_allowed"] else "fp32"
             backend = self._resolve_backend() or ""
-            return Emulation(
-                precision, backend, frozenset(plan.delegated), tuple(self.config.get("faults", []))
-            ), plan
+            return Emulation(precision, backend, frozenset(plan.delegated), self._faults()), plan
         if p["use_nnapi"]:
             if not self._nnapi_exists():
                 self.out.warn("NNAPI acceleration is unsupported on this platform.")
@@ -222,9 +227,7 @@ class Benchmark:
             self.accel = "nnapi"
             precision = "fp16" if p["nnapi_allow_fp16"] else "fp32"
             everything = frozenset(op.index for op in graph.ops)
-            return Emulation(
-                precision, "nnapi", everything, tuple(self.config.get("faults", []))
-            ), None
+            return Emulation(precision, "nnapi", everything, self._faults()), None
         return None, None
 
     def _resolve_backend(self) -> str | None:
@@ -238,7 +241,13 @@ class Benchmark:
         resolver = OpResolverType.AUTO
         if "use_xnnpack" in self.p.explicit and not self.p["use_xnnpack"]:
             resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        preserve = emulation is not None and emulation.needs_intermediates(self.graph)
+        # Intermediates are only read to emulate the outputs written by --output_filepath; timed
+        # runs keep LiteRT's default delegate (preserving every tensor switches XNNPACK off).
+        preserve = (
+            emulation is not None
+            and bool(self.p["output_filepath"])
+            and emulation.needs_intermediates(self.graph)
+        )
         with warnings.catch_warnings(), _captured_stderr(captured):
             warnings.simplefilter("ignore")
             return Interpreter(
@@ -427,6 +436,10 @@ class Benchmark:
         get = self.interp.get_tensor
         if self.emulation is None:
             return [get(t) for t in self.graph.outputs]
+        if self.emulation.faulted_ops(self.graph):  # faulted values flow on downstream
+            from harness.devices.virtual.tail_model import propagate
+
+            get = propagate(self.model_data, self.graph, self.emulation, get)
         return self.emulation.outputs(self.graph, get)
 
 

@@ -14,11 +14,15 @@ Two tables, both keyed by op type so behaviour is data (docs/virtual-phone.md):
   exposes intermediate tensors as extra outputs sees the effect at the op that causes it.
 
 :data:`FAULTS` maps a fault name (listed in ``.harness/virtual.json``) to a replacement hook for
-one op type on given backends/precisions. It is empty: faults are added as data later.
+one op type on given backends/precisions: the documented GPU miscomputes of FACTS.md §2, each
+emulating its mechanism (FP16 exp without max subtraction, unmasked padding lanes, FP16
+accumulators), never a forced result. A fault may instead remove a backend (``opencl-missing``).
+Faulted values flow on through the rest of the graph (:mod:`.tail_model`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -244,17 +248,112 @@ HOOKS: dict[str, Hook] = {
 
 @dataclass(frozen=True)
 class Fault:
-    """A documented GPU miscompute, acting on one op type wherever it sits in the graph."""
+    """A documented GPU miscompute, acting on one op type wherever it sits in the graph
+    (``op``/``hook``), or a missing piece of the GPU stack (``removes_backends``)."""
 
     name: str
-    op: str
-    hook: Hook
+    op: str | None
+    hook: Hook | None
     backends: tuple[str, ...] = ("cl", "gl")
     precisions: tuple[str, ...] = ("fp16",)
     description: str = ""
+    removes_backends: tuple[str, ...] = ()
 
 
-FAULTS: dict[str, Fault] = {}
+FP16_MAX = 65504.0
+FP16_EXP_LIMIT = math.log(FP16_MAX)  # ~11.09: exp(x) overflows float16 above this
+SLICE = 4  # the GPU delegate packs channels in 4-wide slices (PHWC4)
+
+
+def _softmax_no_max_subtraction(ins: Sequence[np.ndarray], op: OpInfo, dt: type) -> np.ndarray:
+    """exp(x) / sum exp(x) straight, at the kernel's precision: in float16 exp overflows to inf
+    for x > ~11.09, so those pixels give inf/inf = NaN (or finite/inf = 0)."""
+    x = ins[0].astype(dt)
+    with np.errstate(all="ignore"):  # the overflow is the point
+        e = np.exp(x * dt(op.options.get("beta", 1.0)))
+        return e / e.sum(axis=-1, keepdims=True, dtype=dt)
+
+
+def _softmax_unmasked_padding(ins: Sequence[np.ndarray], op: OpInfo, dt: type) -> np.ndarray:
+    """Channel softmax over the 4-wide slices with the padding lanes (value 0) left in the sum:
+    ``exp(x_i - m) / (sum_j exp(x_j - m) + pad * exp(0 - m))``, ``pad = (-C) mod 4``."""
+    x = ins[0].astype(dt)
+    beta = dt(op.options.get("beta", 1.0))
+    pad = (-x.shape[-1]) % SLICE
+    m = x.max(axis=-1, keepdims=True)
+    with np.errstate(all="ignore"):
+        e = np.exp((x - m) * beta)
+        padding = dt(pad) * np.exp((dt(0) - m) * beta)
+        return e / (e.sum(axis=-1, keepdims=True, dtype=dt) + padding)
+
+
+def _fp16_accumulator(mean: bool) -> Hook:
+    """SUM/MEAN whose accumulator is a float16 register: a sum past 65504 is inf (MEAN = inf/N)
+    even when the result itself fits in float16."""
+
+    def hook(ins: Sequence[np.ndarray], op: OpInfo, dt: type) -> np.ndarray:
+        x = ins[0].astype(dt)
+        axes = tuple(sorted({int(a) % x.ndim for a in np.asarray(ins[1]).ravel()}))
+        with np.errstate(all="ignore"):
+            total = np.add.reduce(x.astype(np.float32), axis=axes, keepdims=True).astype(dt)
+            if not mean:
+                return total
+            count = int(np.prod([x.shape[a] for a in axes])) if axes else 1
+            return total * dt(1.0 / count)
+
+    return hook
+
+
+FAULTS: dict[str, Fault] = {
+    fault.name: fault
+    for fault in (
+        Fault(
+            "softmax-fp16-overflow",
+            "SOFTMAX",
+            _softmax_no_max_subtraction,
+            precisions=("fp16",),
+            description="SOFTMAX computes exp(x) in FP16 without subtracting the max: "
+            "inf/NaN (or 0) wherever an input passes ln(65504) ~ 11.09",
+        ),
+        Fault(
+            "softmax-unmasked-padding",
+            "SOFTMAX",
+            _softmax_unmasked_padding,
+            precisions=("fp16", "fp32"),
+            description="channel SOFTMAX adds the unmasked padding lanes of its 4-wide slice "
+            "(exp(0 - max) each) to the sum: probabilities no longer sum to 1, fg shrinks",
+        ),
+        Fault(
+            "fp16-reduction-overflow",
+            "MEAN",
+            _fp16_accumulator(mean=True),
+            description="SUM/MEAN accumulate in FP16: a sum past 65504 is inf",
+        ),
+        Fault("fp16-reduction-overflow/sum", "SUM", _fp16_accumulator(mean=False)),
+        Fault(
+            "opencl-missing",
+            None,
+            None,
+            description="no libOpenCL.so: the GPU delegate falls back to OpenGL; "
+            "--gpu_backend=cl fails",
+            removes_backends=("cl",),
+        ),
+    )
+}
+# A fault name may cover several ops: "NAME/detail" entries are enabled by "NAME".
+FAULT_NAMES: tuple[str, ...] = tuple(sorted({name.split("/")[0] for name in FAULTS}))
+
+
+def active_faults(names: Sequence[str], registry: Mapping[str, Fault] | None = None) -> list[Fault]:
+    """The registry entries enabled by fault ``names`` (``NAME`` also enables ``NAME/...``)."""
+    table = FAULTS if registry is None else registry
+    wanted = set(names)
+    return [f for key, f in table.items() if key in wanted or key.split("/")[0] in wanted]
+
+
+def removed_backends(names: Sequence[str]) -> set[str]:
+    """GPU backends the active faults take away (``opencl-missing`` removes ``cl``)."""
+    return {b for f in active_faults(names) for b in f.removes_backends}
 
 
 def resolve_hook(
@@ -266,12 +365,32 @@ def resolve_hook(
     registry: Mapping[str, Fault] | None = None,
 ) -> Hook | None:
     """The hook for ``op``: an active fault's hook first, else the plain numeric hook."""
-    table = FAULTS if registry is None else registry
-    for name in faults:
-        fault = table.get(name)
-        if fault and fault.op == op and backend in fault.backends and precision in fault.precisions:
+    for fault in active_faults(faults, registry):
+        if (
+            fault.hook is not None
+            and fault.op == op
+            and backend in fault.backends
+            and precision in fault.precisions
+        ):
             return fault.hook
     return HOOKS.get(op)
+
+
+def _dequantize(value: np.ndarray, info) -> np.ndarray:
+    """A quantized tensor's real values (hooks compute on reals, as the GPU does)."""
+    if not info.quantized or value.dtype.kind not in "iu":
+        return value
+    return (value.astype(np.float32) - info.zero_point) * np.float32(info.scale)
+
+
+def _requantize(out: np.ndarray, info, dtype: np.dtype) -> np.ndarray:
+    """Write a hook's real result into the output tensor's type (quantized if it is)."""
+    if not info.quantized or np.dtype(dtype).kind not in "iu":
+        return out.astype(dtype)
+    limits = np.iinfo(dtype)
+    real = np.nan_to_num(out.astype(np.float64), nan=0.0, posinf=limits.max, neginf=limits.min)
+    q = np.round(real / info.scale) + info.zero_point
+    return np.clip(q, limits.min, limits.max).astype(dtype)
 
 
 def _round16(a: np.ndarray) -> np.ndarray:
@@ -309,8 +428,23 @@ class Emulation:
         fp16_touched = self._on_accel(op) or self._fed_by_accel(graph, op)
         return plain if self.precision == "fp16" and fp16_touched else None
 
+    def faulted_ops(self, graph: Graph) -> list[OpInfo]:
+        """Ops the emulated GPU runs with an active fault hook, in execution order."""
+        out = []
+        for op in graph.ops:
+            if not self._on_accel(op):
+                continue
+            hook = resolve_hook(
+                op.op, backend=self.backend, precision=self.precision, faults=self.faults
+            )
+            if hook is not None and hook is not HOOKS.get(op.op):
+                out.append(op)
+        return out
+
     def needs_intermediates(self, graph: Graph) -> bool:
         """True if some output must be recomputed from tensors the interpreter frees."""
+        if self.faulted_ops(graph):
+            return True  # the faulted values flow on through the rest of the graph
         for tensor in graph.outputs:
             op = graph.producer(tensor)
             if self._active_hook(graph, op) is not None and any(
@@ -328,6 +462,11 @@ class Emulation:
                 result.append(self._output(graph, tensor, np.asarray(get(tensor)), get))
         return result
 
+    def value(self, graph: Graph, tensor: int, get: Callable[[int], np.ndarray]) -> np.ndarray:
+        """The emulated value of one tensor (its producer's hook or rounding applied)."""
+        with np.errstate(all="ignore"):
+            return self._output(graph, tensor, np.asarray(get(tensor)), get)
+
     def _output(self, graph: Graph, tensor: int, cpu: np.ndarray, get) -> np.ndarray:
         fp16 = self.precision == "fp16"
         op = graph.producer(tensor)
@@ -340,10 +479,11 @@ class Emulation:
                     continue
                 value = np.asarray(get(i))
                 from_accel = on_accel or self._on_accel(graph.producer(i))
+                value = _dequantize(value, graph.tensors[i])
                 inputs.append(_round16(value) if fp16 and from_accel else value)
             dt = np.float16 if fp16 and on_accel else np.float32
-            out = np.asarray(hook(inputs, op, dt))
-            return out.reshape(cpu.shape).astype(cpu.dtype)
+            out = np.asarray(hook(inputs, op, dt)).reshape(cpu.shape)
+            return _requantize(out, graph.tensors[tensor], cpu.dtype)
         if fp16 and (
             on_accel or (op is not None and op.op in _LAYOUT_OPS and self._fed_by_accel(graph, op))
         ):

@@ -58,6 +58,35 @@ class Profile:
         }
 
 
+PHONE_FAULTS = ("unauthorized",)  # faults of the ADB endpoint itself (transport.py)
+
+
+def known_faults() -> tuple[str, ...]:
+    from harness.devices.virtual.gpu_emulation import FAULT_NAMES
+
+    return (*PHONE_FAULTS, *FAULT_NAMES)
+
+
+def resolve_faults(profile: Profile, requested: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The faults a phone runs with: the profile's defaults (``[virtual] faults``) plus the
+    requested ones; ``none`` drops the defaults (``none,NAME`` = only NAME). Unknown names are
+    a usage error."""
+    known = known_faults()
+    faults = list(profile.faults)
+    for name in requested:
+        if name == "none":
+            faults = []
+            continue
+        if name not in known:
+            raise UsageError(f"unknown fault {name!r}; known: none, {', '.join(known)}")
+        if name not in faults:
+            faults.append(name)
+    for name in faults:
+        if name not in known:
+            raise UsageError(f"profile {profile.name}: unknown default fault {name!r}")
+    return tuple(faults)
+
+
 def profiles_dir() -> Path:
     return config.assets_dir() / "devices"
 

@@ -25,6 +25,12 @@ class TensorInfo:
     shape: tuple[int, ...]
     dtype: str  # schema TensorType name: "FLOAT32", "FLOAT16", "INT8", ...
     is_const: bool
+    scale: float | None = None  # per-tensor affine quantization: real = scale * (q - zero_point)
+    zero_point: int = 0
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale is not None and self.dtype in ("INT8", "UINT8", "INT16")
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,15 @@ def _options(op: fb.Operator) -> dict[str, float]:
     return {}
 
 
+def _quantization(tensor: fb.Tensor) -> tuple[float | None, int]:
+    """Per-tensor scale and zero point (the first channel's for per-axis tensors)."""
+    q = tensor.Quantization()
+    if q is None or q.ScaleLength() == 0:
+        return None, 0
+    zero = int(q.ZeroPoint(0)) if q.ZeroPointLength() else 0
+    return float(q.Scale(0)), zero
+
+
 def _is_const(model: fb.Model, tensor: fb.Tensor) -> bool:
     index = tensor.Buffer()
     if index <= 0 or index >= model.BuffersLength():
@@ -86,9 +101,16 @@ def read_graph(data: bytes) -> Graph:
             t = sub.Tensors(i)
             shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
             name = (t.Name() or b"").decode("utf-8", "replace")
+            scale, zero_point = _quantization(t)
             tensors.append(
                 TensorInfo(
-                    i, name, shape, _TYPE_NAMES.get(t.Type(), str(t.Type())), _is_const(model, t)
+                    i,
+                    name,
+                    shape,
+                    _TYPE_NAMES.get(t.Type(), str(t.Type())),
+                    _is_const(model, t),
+                    scale,
+                    zero_point,
                 )
             )
         codes = []
