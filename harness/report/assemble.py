@@ -31,6 +31,7 @@ class ReportData:
     baseline: RunData | None = None
     comparisons: tuple[Comparison, ...] = ()
     samples: dict[tuple[str, str, str, str], list[Sample]] = field(default_factory=dict)
+    diagnoses: dict[str, dict] = field(default_factory=dict)  # run id -> harness diagnose JSON
 
     @property
     def any_virtual(self) -> bool:
@@ -77,7 +78,8 @@ def load_report(
             for cell in failing:
                 key = (cell.run_id, cell.serial, cell.variant_sha256, cell.delegate)
                 samples[key] = load_samples(store, run, cell, images)
-    return ReportData(tuple(runs), base, comparisons, samples)
+    diagnoses = {r.id: d for r in runs if (d := store.diagnosis(r.id)) is not None}
+    return ReportData(tuple(runs), base, comparisons, samples, diagnoses)
 
 
 def _finite(value):
@@ -102,6 +104,7 @@ def report_json(report: ReportData) -> dict:
             "runs": [r.to_json() for r in report.runs],
             "baseline": report.baseline.to_json() if report.baseline else None,
             "comparisons": [c.to_json() for c in report.comparisons],
+            "diagnoses": report.diagnoses,
         }
     )
 

@@ -120,4 +120,26 @@ def render_markdown(report: ReportData) -> str:
         ]
     for run in report.runs:
         lines += _run(run, report.comparison(run))
+        lines += _diagnosis(report.diagnoses.get(run.id))
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _diagnosis(dx: dict | None) -> list[str]:
+    """The `harness diagnose` verdict of a run: one line per device plus the recommendation."""
+    if not dx:
+        return []
+    lines = ["", "**Diagnosis**", ""]
+    ll = dx.get("largest_logit") or {}
+    if ll:
+        verdict = "exposed" if ll.get("exposed") else "not exposed"
+        lines.append(
+            f"- largest softmax input {ll['value']:.2f} vs ln(65504) = "
+            f"{ll['limit']:.2f}: {verdict} to the FP16 softmax overflow"
+        )
+    for dev in dx.get("devices", []):
+        tag = " (virtual)" if dev.get("virtual") else ""
+        lines.append(f"- {md(dev.get('model', '?'))}{tag}: {md(dev.get('summary', ''))}")
+        text = (dev.get("recommendation") or {}).get("text")
+        if text:
+            lines.append(f"  - ship: {md(text)}")
+    return lines + [""]
