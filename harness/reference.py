@@ -137,9 +137,36 @@ def dequantize(raw: np.ndarray, spec: OutputSpec) -> np.ndarray:
     return np.asarray(raw, dtype=np.float32)
 
 
+def _check_spec(spec: OutputSpec) -> np.dtype:
+    """An output spec the decoder can follow (a hand-edited manifest may say anything)."""
+    try:
+        dtype = np.dtype(spec.dtype)
+    except TypeError as exc:
+        raise ModelError(f"output {spec.name!r}: unknown dtype {spec.dtype!r}") from exc
+    shape = tuple(spec.shape)
+    if len(shape) not in (3, 4) or any(int(d) < 1 for d in shape[1:]):
+        raise ModelError(f"output {spec.name!r}: shape {list(shape)} is not a per-pixel map")
+    per_pixel = int(shape[3]) if len(shape) == 4 else 1
+    if spec.semantics is Semantics.MASK:
+        if per_pixel != 1:
+            raise ModelError(f"output {spec.name!r}: a mask has one value per pixel")
+        return dtype
+    if spec.channels < 1 or spec.channels != per_pixel:
+        raise ModelError(
+            f"output {spec.name!r}: {spec.channels} channels do not match shape {list(shape)}"
+        )
+    fg = spec.foreground_channel
+    if spec.channels > 1 and fg is not None and not 0 <= fg < spec.channels:
+        raise ModelError(
+            f"output {spec.name!r}: foreground channel {fg} out of range for "
+            f"{spec.channels} channels"
+        )
+    return dtype
+
+
 def _as_batch(raw: np.ndarray, spec: OutputSpec, batched: bool) -> np.ndarray:
     raw = np.asarray(raw)
-    dtype = np.dtype(spec.dtype)
+    dtype = _check_spec(spec)
     if raw.dtype != dtype and raw.dtype == np.uint8 and dtype.itemsize > 1:
         if raw.size % dtype.itemsize:
             raise ModelError(f"{raw.size} output bytes are not a whole number of {dtype} values")

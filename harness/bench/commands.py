@@ -108,6 +108,14 @@ def bench(
             "--wait", help="Seconds to wait for a device another harness run is using (0: refuse)."
         ),
     ] = 0.0,
+    reconnect_wait: Annotated[
+        float,
+        typer.Option(
+            "--reconnect-wait",
+            help="Seconds a phone that dropped off may take to come back before its remaining "
+            "cells fail (the run then exits 10; --resume finishes it).",
+        ),
+    ] = 60.0,
     as_json: JsonOption = False,
 ) -> None:
     """Benchmark variants on phones: latency per delegate and accuracy vs desktop references."""
@@ -129,6 +137,7 @@ def bench(
         cooldown=cooldown,
         timeout=timeout,
         wait_lock=wait_lock,
+        reconnect_wait=reconnect_wait,
     )
     rows: list[tuple[str, ...]] = []
     state = {"pending": 0, "title": "bench", "live": None}

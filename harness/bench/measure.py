@@ -194,11 +194,15 @@ def accuracy_pass(
         bad = sorted(i for i, rc in statuses.items() if rc != 0)
         if bad:
             first = bad[0]
-            log_text = (device.read_file(f"{out_dir}/{first}.log") or b"").decode(errors="replace")
+            log_file = f"{out_dir}/{first}.log"
+            log_text = (
+                device.retrying(lambda: device.read_file(log_file), "read log") or b""
+            ).decode(errors="replace")
             failure = _failure(statuses[first], parse_log(log_text)) or f"exit {statuses[first]}"
             raise CellFailed(f"accuracy pass, input {first}: {failure}", log_text)
         local_out = Path(tmp) / "all.bin"
-        device.pull(f"{out_dir}/all.bin", local_out)  # one transfer for every output
+        # One transfer for every output; a pull is safe to repeat if the link drops.
+        device.retrying(lambda: device.pull(f"{out_dir}/all.bin", local_out), "pull outputs")
         data = local_out.read_bytes()
     expected = target.sample_bytes * len(inputs)
     if len(data) != expected:

@@ -3,7 +3,13 @@
 One worker thread per device; cells run sequentially on a device and in parallel across
 devices. Every cell is committed to the store when it finishes (its own connection per
 worker), so Ctrl-C or a lost device never loses a finished cell; ``resume`` runs only the
-cells the store does not have.
+cells the store does not have as ``ok`` (missing and failed ones).
+
+Faults (docs/reliability.md): transfers and read-only commands are retried with backoff
+(``Device.retrying``); a benchmark_model crash, hang or bad output is recorded as the cell's
+failure, never retried; a cell whose connection was lost is measured again (at most
+``CELL_ATTEMPTS`` times) once the phone is back, waiting up to ``reconnect_wait`` seconds
+with backoff; a phone that does not come back fails its remaining cells ("device lost").
 """
 
 from __future__ import annotations
@@ -25,7 +31,14 @@ from harness.bench.stage import Staged, local_inputs, stage
 from harness.devices import adb
 from harness.devices.device import Device
 from harness.devices.info import SNAPSHOT_SCRIPT, DeviceInfo, parse_snapshot
-from harness.errors import DeviceUnavailable, HarnessError, UsageError
+from harness.devices.retry import backoff_within
+from harness.errors import (
+    AdbUnavailable,
+    DeviceNotFound,
+    DeviceUnavailable,
+    HarnessError,
+    UsageError,
+)
 from harness.runner import Delegate
 from harness.store import CellKey, CellRecord, Store
 
@@ -47,6 +60,7 @@ class BenchOptions:
     cooldown: float | None = None  # None: 0 s on virtual phones, 3 s on real ones
     timeout: float = 120.0
     wait_lock: float = 0.0
+    reconnect_wait: float = 60.0  # how long a lost phone may take to come back (not the plan)
 
     def plan_config(self) -> dict:
         keys = (
@@ -104,7 +118,7 @@ def _affinity(device: Device, info: DeviceInfo) -> str | None:
     if not big or len(big) == info.cores:
         return None
     mask = hex(sum(1 << c for c in big))
-    probe = device.shell(f"taskset {mask} true", timeout=10)
+    probe = device.retrying(lambda: device.shell(f"taskset {mask} true", timeout=10), "taskset")
     return mask if probe.ok else None  # e.g. the virtual phone's host has fewer cores
 
 
@@ -165,20 +179,98 @@ def _measure_cell(
     return latency, accuracy, delegation, log + "\n" + acc_log, buf.getvalue(), device_s
 
 
+# Losing the connection mid-cell is not a finding about the model: the cell is measured again
+# once the phone is back, at most this many times in all.
+CELL_ATTEMPTS = 3
+_LOST = (DeviceUnavailable, DeviceNotFound, AdbUnavailable)
+
+
+def _await_device(device: Device, budget: float, stop: threading.Event) -> None:
+    """Wait (backoff, reconnecting) until the phone answers a shell again; DeviceUnavailable
+    when it has not come back within ``budget`` seconds."""
+    deadline = time.monotonic() + budget
+    last = "no answer"
+    for delay in [0.0, *backoff_within(budget)]:
+        if stop.wait(delay):
+            break
+        remaining = deadline - time.monotonic()
+        try:
+            device.reconnect(timeout=max(1.0, min(10.0, remaining)))
+            if device.shell("true", timeout=max(1.0, min(10.0, remaining))).ok:
+                return
+        except HarnessError as exc:
+            last = str(exc)
+        if time.monotonic() >= deadline:
+            break
+    raise DeviceUnavailable(f"{device.serial} did not come back within {budget:g}s: {last}")
+
+
+def _stage(device: Device, info: DeviceInfo, shared: _Shared, budget: float) -> Staged:
+    """Stage, and once more after waiting for the phone if it was lost while staging."""
+    try:
+        return stage(device, info, shared.targets, shared.eval_fingerprint, shared.inputs_by_key)
+    except _LOST:
+        _await_device(device, budget, shared.stop)
+        return stage(device, info, shared.targets, shared.eval_fingerprint, shared.inputs_by_key)
+
+
+def _snapshot(device: Device) -> dict:
+    """Thermal zones and CPU frequencies (read-only: retried)."""
+    return parse_snapshot(
+        device.retrying(lambda: device.shell(SNAPSHOT_SCRIPT, timeout=30), "snapshot").out
+    )
+
+
+def _failed_cell(
+    shared: _Shared, serial: str, target: Target, delegate: Delegate, reason: str
+) -> CellRecord:
+    now = time.time()
+    return CellRecord(
+        shared.run_id,
+        serial,
+        target.sha256,
+        target.variant_id,
+        delegate.value,
+        "failed",
+        reason,
+        now,
+        now,
+        {},
+        {},
+        {},
+        {},
+        "",
+    )
+
+
+def _commit(store: Store, shared: _Shared, cell: CellRecord, outputs: bytes | None = None) -> None:
+    store.record_cell(cell, outputs if cell.ok else None)
+    with shared.lock:
+        shared.outcome.cells.append(cell)
+    shared.on_cell(cell)
+
+
 def _worker(
     entry: adb.DeviceEntry,
     device: Device,
     info: DeviceInfo,
     cells: list[tuple[Target, Delegate]],
     shared: _Shared,
+    reconnect_wait: float,
 ) -> None:
     store = Store(shared.store_path)
     try:
-        staged = stage(device, info, shared.targets, shared.eval_fingerprint, shared.inputs_by_key)
+        try:
+            staged = _stage(device, info, shared, reconnect_wait)
+            settings = Settings(**{**asdict(shared.settings), "affinity": _affinity(device, info)})
+        except HarnessError as exc:  # staging failed: every cell of this device fails with it
+            for target, delegate in cells:
+                reason = f"staging failed: {exc}"
+                _commit(store, shared, _failed_cell(shared, entry.serial, target, delegate, reason))
+            return
         with shared.lock:
             shared.outcome.bytes_sent += staged.bytes_sent
             shared.outcome.bytes_skipped += staged.bytes_skipped
-        settings = Settings(**{**asdict(shared.settings), "affinity": _affinity(device, info)})
         cooldown = (
             shared.cooldown if shared.cooldown is not None else (0.0 if info.virtual else 3.0)
         )
@@ -186,58 +278,63 @@ def _worker(
         for n, (target, delegate) in enumerate(cells):
             if shared.stop.is_set():
                 return
+            if lost:
+                reason = f"device lost: {lost}"
+                _commit(store, shared, _failed_cell(shared, entry.serial, target, delegate, reason))
+                continue
+            if n and cooldown:
+                time.sleep(cooldown)
             started = time.time()
             cell_id = f"{shared.run_id}-{target.sha256[:8]}-{delegate.value}"
             record = dict(
                 latency={}, accuracy={}, delegation={}, thermal={}, log="", status="ok", reason=""
             )
             outputs = None
-            if lost:
-                record.update(status="failed", reason=f"device lost: {lost}")
-            else:
-                if n and cooldown:
-                    time.sleep(cooldown)
-                for attempt in (1, 2):
+            retries0 = device.retries
+            for attempt in range(1, CELL_ATTEMPTS + 1):
+                try:
+                    before = _snapshot(device)
+                    lat, acc, dele, log, outputs, dev_s = _measure_cell(
+                        device, staged, target, delegate, shared, cell_id, settings
+                    )
+                    after = _snapshot(device)
+                    lat.update(attempts=attempt, retries=device.retries - retries0)
+                    record.update(
+                        latency=lat,
+                        accuracy=acc,
+                        delegation=dele,
+                        log=log,
+                        thermal={"before": before, "after": after},
+                    )
+                    with shared.lock:
+                        shared.outcome.device_seconds += dev_s
+                    break
+                except CellFailed as exc:  # a finding about the cell: recorded, not retried
+                    record.update(status="failed", reason=exc.reason, log=exc.log)
+                    break
+                except _LOST as exc:  # the connection went: measure again once it is back
+                    if attempt == CELL_ATTEMPTS or shared.stop.is_set():
+                        lost = str(exc)
+                        record.update(status="failed", reason=f"device lost: {exc}")
+                        break
                     try:
-                        before = parse_snapshot(device.shell(SNAPSHOT_SCRIPT, timeout=30).out)
-                        lat, acc, dele, log, outputs, dev_s = _measure_cell(
-                            device, staged, target, delegate, shared, cell_id, settings
+                        _await_device(device, reconnect_wait, shared.stop)
+                        staged = stage(
+                            device,
+                            info,
+                            shared.targets,
+                            shared.eval_fingerprint,
+                            shared.inputs_by_key,
                         )
-                        after = parse_snapshot(device.shell(SNAPSHOT_SCRIPT, timeout=30).out)
-                        record.update(
-                            latency=lat,
-                            accuracy=acc,
-                            delegation=dele,
-                            log=log,
-                            thermal={"before": before, "after": after},
-                        )
-                        with shared.lock:
-                            shared.outcome.device_seconds += dev_s
+                    except HarnessError as again:
+                        lost = str(again)
+                        record.update(status="failed", reason=f"device lost: {again}")
                         break
-                    except CellFailed as exc:
-                        record.update(status="failed", reason=exc.reason, log=exc.log)
-                        break
-                    except DeviceUnavailable as exc:
-                        if attempt == 2:
-                            lost = str(exc)
-                            record.update(status="failed", reason=f"device lost: {exc}")
-                            break
-                        try:
-                            device.reconnect(timeout=20)
-                            staged = stage(
-                                device,
-                                info,
-                                shared.targets,
-                                shared.eval_fingerprint,
-                                shared.inputs_by_key,
-                            )
-                        except HarnessError as again:
-                            lost = str(again)
-                            record.update(status="failed", reason=f"device lost: {again}")
-                            break
-                    except HarnessError as exc:
-                        record.update(status="failed", reason=str(exc))
-                        break
+                except HarnessError as exc:
+                    record.update(status="failed", reason=str(exc))
+                    break
+            if shared.stop.is_set() and record["status"] != "ok":
+                return  # interrupted mid-cell: not a finding, resume measures it
             cell = CellRecord(
                 shared.run_id,
                 entry.serial,
@@ -254,32 +351,7 @@ def _worker(
                 record["thermal"],
                 record["log"],
             )
-            store.record_cell(cell, outputs if cell.ok else None)
-            with shared.lock:
-                shared.outcome.cells.append(cell)
-            shared.on_cell(cell)
-    except HarnessError as exc:  # staging failed: every cell of this device fails with it
-        for target, delegate in cells:
-            cell = CellRecord(
-                shared.run_id,
-                entry.serial,
-                target.sha256,
-                target.variant_id,
-                delegate.value,
-                "failed",
-                f"staging failed: {exc}",
-                time.time(),
-                time.time(),
-                {},
-                {},
-                {},
-                {},
-                "",
-            )
-            store.record_cell(cell)
-            with shared.lock:
-                shared.outcome.cells.append(cell)
-            shared.on_cell(cell)
+            _commit(store, shared, cell, outputs)
     finally:
         store.close()
 
@@ -305,12 +377,14 @@ def run_bench(
     from harness.reference import EvalSet, reference_outputs
 
     wall0 = time.monotonic()
-    store = Store(opts.store)
     if resume:
-        run_id = store.resolve_run(resume)
-        config = store.run(run_id)["config"]
+        if not Path(opts.store).is_file():
+            raise UsageError(f"{opts.store}: no such results store")
+        with Store(opts.store) as prior:
+            run_id = prior.resolve_run(resume)
+            config = prior.run(run_id)["config"]
+            done = prior.done_keys(run_id, only_ok=True)  # failed cells are measured again
         opts = BenchOptions(**{**asdict(opts), **config["options"]})
-        done = store.done_keys(run_id)
     model_name, targets = resolve_targets(opts.model, opts.variants)
     delegates = resolve_delegates(opts.delegates)
     for value, name in ((opts.runs, "--runs"), (opts.repeats, "--repeats")):
@@ -318,12 +392,34 @@ def run_bench(
             raise UsageError(f"{name} must be at least 1")
     if opts.warmup < 0:
         raise UsageError("--warmup must be 0 or more")
-    entries = adb.list_devices(adb.resolve_servers(list(opts.adb) or None))
+    if opts.images < 1:
+        raise UsageError("--images must be at least 1")
+    for value, name in (
+        (opts.reconnect_wait, "--reconnect-wait"),
+        (opts.cooldown or 0.0, "--cooldown"),
+        (opts.wait_lock, "--wait"),
+    ):
+        if value < 0:
+            raise UsageError(f"{name} must be 0 or more")
+    if not opts.timeout > 0:
+        raise UsageError("--timeout must be more than 0 seconds")
+    if opts.eval_set != "synthetic" and not Path(opts.eval_set).is_dir():
+        raise UsageError(f"--eval-set {opts.eval_set}: not a folder (or 'synthetic')")
+    servers = adb.resolve_servers(list(opts.adb) or None)
+    entries = adb.revive_offline(
+        adb.list_devices(servers),
+        list(opts.devices),
+        servers,
+        timeout=min(15.0, opts.reconnect_wait),
+    )
     chosen = adb.select_devices(entries, list(opts.devices))
     devices = [(e, Device(e)) for e in chosen]
-    locks = [d.lock(wait=opts.wait_lock).acquire() for _, d in devices]  # DeviceBusy: refuse
+    locks: list = []
+    store: Store | None = None
     try:
-        infos = [d.probe() for _, d in devices]
+        for _, d in devices:
+            locks.append(d.lock(wait=opts.wait_lock).acquire())  # DeviceBusy: refuse
+        infos = [d.retrying(d.probe, "probe") for _, d in devices]
         first = targets[0]
         name, images, masks = eval_images(opts.eval_set, opts.images, first)
         eval_set = EvalSet(name, images, masks)
@@ -340,6 +436,8 @@ def run_bench(
         for t in targets:
             key = input_key(eval_set.fingerprint, t.input)
             inputs_by_key.setdefault(key, local_inputs(key, images, t))
+        # Opened only now: bad input (model, eval set, device) leaves no store or run behind.
+        store = Store(opts.store)
         if not resume:
             config = {
                 "options": opts.plan_config(),
@@ -394,7 +492,10 @@ def run_bench(
         shared.outcome = outcome
         threads = [
             threading.Thread(
-                target=_worker, args=(e, d, i, c, shared), daemon=True, name=f"bench-{e.serial}"
+                target=_worker,
+                args=(e, d, i, c, shared, opts.reconnect_wait),
+                daemon=True,
+                name=f"bench-{e.serial}",
             )
             for e, d, i, c in per_device
             if c
@@ -421,4 +522,5 @@ def run_bench(
     finally:
         for lock in locks:
             lock.release()
-        store.close()
+        if store is not None:
+            store.close()

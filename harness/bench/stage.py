@@ -2,7 +2,8 @@
 
 Everything is pushed hash-cached (an unchanged file is never sent twice) under
 ``/data/local/tmp/harness``; the inputs are the eval images preprocessed per the variant's
-input spec, one raw tensor file per image, pushed once per (eval set, input spec).
+input spec, one raw tensor file per image, pushed once per (eval set, input spec). Every step
+is safe to repeat, so a dropped transfer is retried with backoff (``Device.retrying``).
 """
 
 from __future__ import annotations
@@ -72,8 +73,10 @@ def stage(
         remote = f"{REMOTE_ROOT}/models/{target.sha256[:16]}.tflite"
         staged.models[target.sha256] = remote
         pairs.append((target.path, remote))
-    results = device.push_many(pairs[:1], mode=0o755) + device.push_many(pairs[1:])
-    if not device.shell(f"chmod 755 {quote(REMOTE_BINARY)} && mkdir -p {quote(KERNEL_CACHE)}").ok:
+    results = device.retrying(lambda: device.push_many(pairs[:1], mode=0o755), "push binary")
+    results += device.retrying(lambda: device.push_many(pairs[1:]), "push models")
+    prepare = f"chmod 755 {quote(REMOTE_BINARY)} && mkdir -p {quote(KERNEL_CACHE)}"
+    if not device.retrying(lambda: device.shell(prepare), "chmod").ok:
         raise AssetError(f"cannot make {REMOTE_BINARY} executable on {device.serial}")
     for target in targets:
         key = input_key(eval_fingerprint, target.input)
@@ -82,7 +85,8 @@ def stage(
         if key in staged.inputs:
             continue
         remote_files = [f"{REMOTE_ROOT}/inputs/{key}/{f.name}" for f in inputs_by_key[key]]
-        results += device.push_many(list(zip(inputs_by_key[key], remote_files, strict=True)))
+        pairs = list(zip(inputs_by_key[key], remote_files, strict=True))
+        results += device.retrying(lambda pairs=pairs: device.push_many(pairs), "push inputs")
         staged.inputs[key] = remote_files
     staged.bytes_sent = sum(r.bytes_sent for r in results)
     staged.bytes_skipped = sum(r.size for r in results if r.skipped)

@@ -223,6 +223,47 @@ def select_devices(entries: Sequence[DeviceEntry], patterns: Sequence[str]) -> l
     return chosen
 
 
+def _is_address(text: str) -> bool:
+    host, sep, port = text.rpartition(":")
+    return bool(sep and host and port.isdigit()) and not _is_glob(text)
+
+
+def revive_offline(
+    entries: list[DeviceEntry],
+    patterns: Sequence[str],
+    servers: Sequence[AdbServer],
+    timeout: float = 15.0,
+) -> list[DeviceEntry]:
+    """``adb connect`` again the network (and virtual) phones that dropped off: those listed
+    offline that ``patterns`` select (all, without patterns), and a ``HOST:PORT`` pattern no
+    server lists any more. Then list again; a phone that stays away is left to selection to
+    report."""
+    stale = [
+        (e.server, e.serial, timeout)
+        for e in entries
+        if e.state == "offline"
+        and e.is_tcp
+        and (not patterns or any(e.serial == p or match(e, p) for p in patterns))
+    ]
+    listed = {e.serial for e in entries}
+    stale += [  # never seen, or disconnected while away: one short try (a typo fails fast)
+        (s, p, min(timeout, 3.0))
+        for p in patterns
+        if _is_address(p) and p not in listed
+        for s in servers
+    ]
+    if not stale or timeout <= 0:
+        return entries
+    revived: set[str] = set()
+    for server, serial, wait in stale:
+        if serial in revived:
+            continue
+        with contextlib.suppress(DeviceUnavailable, adbutils.AdbError, OSError):
+            connect(server, serial, timeout=wait)
+            revived.add(serial)
+    return list_devices(servers, start=False)
+
+
 def connect(
     server: AdbServer, address: str, timeout: float = 15.0, accept: tuple[str, ...] = ("device",)
 ) -> None:
@@ -246,6 +287,22 @@ def connect(
             last = str(exc)
         time.sleep(0.2)
     raise DeviceUnavailable(f"could not connect {address} through {server.address}: {last.strip()}")
+
+
+def wait_for_device(server: AdbServer, serial: str, timeout: float = 20.0) -> None:
+    """Wait until ``serial`` is listed as ``device`` (a USB phone that re-enumerated)."""
+    deadline = time.monotonic() + timeout
+    state = "missing"
+    while True:
+        try:
+            state = _state(server.client(timeout=min(5.0, timeout)), serial)
+        except (adbutils.AdbError, OSError) as exc:
+            state = f"unreachable ({exc})"
+        if state == "device":
+            return
+        if time.monotonic() >= deadline:
+            raise DeviceUnavailable(f"{serial} did not come back within {timeout:g}s ({state})")
+        time.sleep(0.2)
 
 
 def disconnect(server: AdbServer, address: str) -> None:

@@ -16,20 +16,24 @@ import shlex
 import socket
 import struct
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import adbutils
 
 from harness.devices import wire
-from harness.devices.adb import DeviceEntry, connect
+from harness.devices.adb import DeviceEntry, connect, ensure_server, wait_for_device
 from harness.devices.cache import LocalHashCache
 from harness.devices.hostconn import open_service
 from harness.devices.info import PROBE_SCRIPT, DeviceInfo, parse_probe
 from harness.devices.lock import DeviceLock
+from harness.devices.retry import TRANSFER, Backoff, retry
 from harness.errors import DeviceTimeout, DeviceUnavailable, HarnessError
+
+T = TypeVar("T")
 
 _CHUNK = wire.SYNC_DATA_MAX
 _BLOCK = 16 * _CHUNK  # 1 MiB read and sent per system call
@@ -99,6 +103,7 @@ class Device:
         self._hashes = hash_cache or LocalHashCache()
         self._features: set[str] | None = None
         self._info: DeviceInfo | None = None
+        self.retries = 0  # operations retried after a transient failure (see retrying)
 
     def __repr__(self) -> str:
         return f"Device({self.serial!r}, {self.entry.model_code!r})"
@@ -275,11 +280,29 @@ class Device:
         return DeviceLock(self.entry.server.address, self.serial, wait=wait)
 
     def reconnect(self, timeout: float = 20.0) -> None:
-        """Bring a network-attached phone (or a virtual one) back after it dropped."""
-        if not self.entry.is_tcp:
-            raise DeviceUnavailable(f"{self.serial} went away; reconnect its USB cable")
-        connect(self.entry.server, self.serial, timeout=timeout)
+        """Bring the phone back after it dropped: restart a local adb server that died, then
+        ``adb connect`` a network (or virtual) phone again, or wait for a USB phone to be
+        listed again. DeviceUnavailable if it is not back within ``timeout`` seconds."""
+        ensure_server(self.entry.server)
+        if self.entry.is_tcp:
+            connect(self.entry.server, self.serial, timeout=timeout)
+        else:
+            wait_for_device(self.entry.server, self.serial, timeout=timeout)
         self._features = None
+
+    def retrying(self, fn: Callable[[], T], what: str, policy: Backoff = TRANSFER) -> T:
+        """``fn()`` with bounded retries and a reconnect before each retry (retry.py). Only
+        for operations that are safe to repeat: transfers, read-only or idempotent commands."""
+
+        def recover(delay: float) -> None:
+            self.reconnect(timeout=max(1.0, delay))
+
+        def count(_what: str, _exc: HarnessError) -> None:
+            self.retries += 1
+
+        return retry(
+            fn, what=f"{self.serial}: {what}", policy=policy, recover=recover, on_retry=count
+        )
 
 
 class _SyncSession:

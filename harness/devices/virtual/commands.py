@@ -12,6 +12,7 @@ from rich.table import Table
 from harness.devices.adb import resolve_servers
 from harness.devices.options import AdbOption, JsonOption
 from harness.devices.virtual import manager
+from harness.devices.virtual.chaos import parse_spec
 from harness.devices.virtual.profiles import available_profiles, load_profile
 from harness.ui import console
 
@@ -29,17 +30,34 @@ def start(
         typer.Option("--port", help="TCP port on 127.0.0.1 (default: first free from 7401)."),
     ] = None,
     faults: Annotated[
-        str, typer.Option("--faults", help="Comma-separated fault profiles to emulate.")
+        str,
+        typer.Option(
+            "--faults",
+            help="Comma-separated faults to emulate, added to the profile's defaults; 'none' "
+            "drops the defaults (none,NAME = only NAME). See docs/virtual-phone.md.",
+        ),
+    ] = "",
+    chaos: Annotated[
+        str,
+        typer.Option(
+            "--chaos",
+            metavar="NAME[=ARG],...",
+            help="Faults on demand (change them later with 'harness virtual chaos'): drop=BYTES, "
+            "slow=BYTES_PER_S, storage-full[=FREE_BYTES], offline=SECONDS, crash[=MATCH], "
+            "hang[=MATCH], truncate[=MATCH]. See docs/reliability.md.",
+        ),
     ] = "",
     adb: AdbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Start a virtual phone and register it with the adb server (adb connect)."""
+    spec = parse_spec(chaos) if chaos else None  # a bad spec fails before anything starts
     record = manager.start(
         profile,
         port=port,
         servers=resolve_servers(adb),
         faults=tuple(f for f in faults.split(",") if f),
+        chaos=spec,
     )
     if as_json:
         typer.echo(json.dumps(asdict(record), indent=2))
@@ -48,6 +66,31 @@ def start(
         f"started virtual [bold]{record.model}[/] as [bold]{record.serial}[/] "
         f"(profile {record.profile}, pid {record.pid}); try: harness devices"
     )
+
+
+@app.command()
+def chaos(
+    selector: Annotated[
+        str, typer.Argument(help="Serial, port, profile or model; 'all' for every one.")
+    ],
+    spec: Annotated[
+        str,
+        typer.Argument(
+            metavar="NAME[=ARG],...",
+            help="The faults from now on, replacing the current ones ('none' clears them): "
+            "drop=BYTES, slow=BYTES_PER_S, storage-full[=FREE_BYTES], offline=SECONDS, "
+            "crash[=MATCH], hang[=MATCH], truncate[=MATCH].",
+        ),
+    ],
+) -> None:
+    """Inject faults into running virtual phones (drops, slow link, full storage, offline...).
+
+    Link faults and benchmark_model crash/hang/truncated output; see docs/reliability.md.
+    """
+    parsed = parse_spec(spec)
+    manager.apply_chaos(selector, parsed)
+    for record in manager.find(selector):
+        console().print(f"{record.serial}: chaos {spec.strip() or 'none'}")
 
 
 @app.command()
@@ -100,6 +143,7 @@ def profiles(as_json: JsonOption = False) -> None:
                         "model": p.model,
                         "description": p.description,
                         "gpu_backends": list(p.gpu_backends),
+                        "faults": list(p.faults),
                     }
                     for p in loaded
                 ],
@@ -108,8 +152,10 @@ def profiles(as_json: JsonOption = False) -> None:
         )
         return
     table = Table(title="Device profiles", title_justify="left")
-    for col in ("profile", "model", "description", "GPU backends"):
+    for col in ("profile", "model", "description", "GPU backends", "default faults"):
         table.add_column(col)
     for p in loaded:
-        table.add_row(p.name, p.model, p.description, ",".join(p.gpu_backends))
+        table.add_row(
+            p.name, p.model, p.description, ",".join(p.gpu_backends), ",".join(p.faults) or "-"
+        )
     console().print(table)

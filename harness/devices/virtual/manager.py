@@ -21,7 +21,8 @@ from pathlib import Path
 
 from harness import config
 from harness.devices.adb import AdbServer, connect, disconnect, ensure_server
-from harness.devices.virtual.profiles import load_profile
+from harness.devices.virtual.chaos import CHAOS_FILE, ChaosSpec, Drop, LinkFaults
+from harness.devices.virtual.profiles import load_profile, resolve_faults
 from harness.devices.virtual.server import BIND_HOST
 from harness.errors import UsageError, VirtualPhoneError
 
@@ -100,8 +101,10 @@ def start(
     servers: list[AdbServer] | None = None,
     faults: tuple[str, ...] = (),
     timeout: float = 20.0,
+    chaos: ChaosSpec | None = None,
 ) -> VirtualRecord:
     profile = load_profile(profile_name)  # UsageError for an unknown profile
+    effective = resolve_faults(profile, tuple(faults))  # UsageError for an unknown fault
     if port is not None and not 0 < port < 65536:
         raise UsageError(f"--port must be 1-65535, got {port}")
     port = port or _pick_port()
@@ -165,7 +168,7 @@ def start(
         root=str(root),
         log=str(log),
         servers=[s.address for s in servers],
-        faults=list(faults),
+        faults=list(effective),
         started=time.time(),
     )
     (registry_dir() / f"{port}.json").write_text(json.dumps(asdict(record), indent=2))
@@ -175,8 +178,10 @@ def start(
                 server,
                 serial,
                 timeout=timeout,
-                accept=("unauthorized",) if "unauthorized" in faults else ("device",),
+                accept=("unauthorized",) if "unauthorized" in effective else ("device",),
             )
+        if chaos is not None:  # after adb connect: a phone that starts offline never registers
+            apply_chaos(serial, chaos)
     except Exception:
         stop(serial)
         raise
@@ -233,3 +238,50 @@ def set_chaos(selector: str, rules: list[dict]) -> None:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2) + "\n")
         tmp.replace(path)
+
+
+def _records(selector: str) -> list[VirtualRecord]:
+    records = find(selector)
+    if not records:
+        raise VirtualPhoneError(f"no running virtual phone matches {selector!r}")
+    return records
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def set_link_chaos(
+    selector: str,
+    *,
+    drop: Drop | dict | None = None,
+    slow: int | None = None,
+    storage_free: int | None = None,
+    offline: float | None = None,
+) -> None:
+    """Link faults of a running phone (chaos.py), replacing the previous ones; no argument
+    clears them. ``drop``: ``Drop(after=N, times=1, match="", op="any|send|recv")``; ``slow``:
+    bytes/s; ``storage_free``: bytes pushes may still write; ``offline``: seconds from now."""
+    faults = LinkFaults.from_json(
+        {
+            k: v
+            for k, v in {
+                "drop": asdict(drop) if isinstance(drop, Drop) else drop,
+                "slow": slow,
+                "storage_free": storage_free,
+                "offline_until": None if offline is None else time.time() + offline,
+            }.items()
+            if v is not None
+        }
+    )
+    for record in _records(selector):
+        _write_json(Path(record.root) / CHAOS_FILE, faults.to_json())
+
+
+def apply_chaos(selector: str, spec: ChaosSpec) -> None:
+    """Replace every fault of a running phone with ``spec`` (``harness virtual chaos``)."""
+    for record in _records(selector):
+        _write_json(Path(record.root) / CHAOS_FILE, spec.link.to_json())
+        set_chaos(record.serial, list(spec.bm_rules))

@@ -91,6 +91,7 @@ class Sandbox:
         if not link.is_symlink():
             link.symlink_to("../../sdcard")
         props = profile.getprop()
+        props["ro.harness.faults"] = ",".join(faults)  # what this virtual phone emulates
         _write(
             r / ".harness" / "props", "".join(f"[{k}]: [{v}]\n" for k, v in sorted(props.items()))
         )

@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 from harness.devices import wire
-from harness.devices.virtual.profiles import VIRTUAL_FEATURES, load_profile
+from harness.devices.virtual.chaos import CHAOS_FILE, LinkChaos
+from harness.devices.virtual.profiles import VIRTUAL_FEATURES, load_profile, resolve_faults
 from harness.devices.virtual.sandbox import Sandbox
 from harness.devices.virtual.services import Services
 from harness.devices.virtual.transport import Connection
@@ -29,27 +30,51 @@ BIND_HOST = "127.0.0.1"
 class VirtualPhone:
     def __init__(self, profile_name: str, root: Path, faults: tuple[str, ...] = ()) -> None:
         self.profile = load_profile(profile_name)
-        self.faults = faults or self.profile.faults
+        self.faults = resolve_faults(self.profile, faults)  # defaults + requested
         self.sandbox = Sandbox(root)
         self.sandbox.build(self.profile, self.faults)
-        self.services = Services(self.sandbox)
+        # Link faults are switched at runtime (chaos.py); a (re)started phone has none.
+        (self.sandbox.root / CHAOS_FILE).unlink(missing_ok=True)
+        self.chaos = LinkChaos(self.sandbox.root / CHAOS_FILE)
+        self.services = Services(self.sandbox, self.chaos)
         self.banner = wire.make_banner(self.profile.banner_props(), VIRTUAL_FEATURES)
         self.connections: set[asyncio.Task] = set()
+        self.live: set[Connection] = set()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.chaos.refresh()
+        if self.chaos.offline:  # chaos: the phone is away; the host sees a closed connection
+            logging.getLogger("harness.virtual").warning("chaos: offline, refusing a connection")
+            writer.transport.abort()
+            return
         conn = Connection(
             reader,
             writer,
             self.banner,
             self.services.resolve,
             unauthorized="unauthorized" in self.faults,
+            chaos=self.chaos,
         )
         task = asyncio.current_task()
         self.connections.add(task)
+        self.live.add(conn)
         try:
             await conn.run()
         finally:
             self.connections.discard(task)
+            self.live.discard(conn)
+
+    async def _watch_chaos(self) -> None:
+        """Apply a changed chaos.json; while offline, cut every connection."""
+        while True:
+            self.chaos.refresh()
+            if self.chaos.offline and self.live:
+                logging.getLogger("harness.virtual").warning(
+                    "chaos: offline, closing %d connection(s)", len(self.live)
+                )
+                for conn in list(self.live):
+                    conn.drop(abort=True)
+            await asyncio.sleep(0.1)
 
     async def serve(self, port: int, ready_file: Path | None = None) -> None:
         server = await asyncio.start_server(self._handle, BIND_HOST, port, reuse_address=True)
@@ -62,8 +87,10 @@ class VirtualPhone:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        watcher = asyncio.create_task(self._watch_chaos())
         async with server:
             await stop.wait()
+        watcher.cancel()
         for task in list(self.connections):
             task.cancel()
         with contextlib.suppress(Exception):

@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import os
 import signal
 import stat as stat_mod
 from pathlib import Path
 
 from harness.devices import wire
+from harness.devices.virtual.chaos import LinkChaos
 from harness.devices.virtual.sandbox import Sandbox, SandboxEscape
 from harness.devices.virtual.transport import ServiceHandler, Stream, StreamClosed
+
+log = logging.getLogger("harness.virtual")
 
 _READ_CHUNK = 64 * 1024
 
@@ -29,8 +33,9 @@ def parse_shell_service(service: str) -> tuple[bool, str] | None:
 
 
 class Services:
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: Sandbox, chaos: LinkChaos | None = None) -> None:
         self.sandbox = sandbox
+        self.chaos = chaos  # link faults: drops mid-transfer, full storage
 
     def resolve(self, service: str) -> ServiceHandler | None:
         if service.startswith("shell"):
@@ -84,8 +89,13 @@ class Services:
         """Run pumps until the process ends; kill it if the host closes the stream first."""
 
         async def feed() -> None:
-            while data := await stream.read():
-                await on_input(data)
+            try:
+                while data := await stream.read():
+                    await on_input(data)
+            except wire.ProtocolError as exc:  # a malformed shell v2 packet: end the session
+                log.warning("closing a shell stream: %s", exc)
+                self._kill(proc)
+                return
             if stream.closed_by_host:
                 self._kill(proc)
 
@@ -173,6 +183,8 @@ class Services:
                 await self._fail(stream, "path too long")
                 return
             path = (await stream.read_exactly(length)).decode("utf-8", errors="replace")
+            if self.chaos is not None:
+                self.chaos.refresh()
             handler = {
                 b"STAT": self._stat_v1,
                 b"STA2": self._stat_v2,
@@ -261,6 +273,8 @@ class Services:
         tmp = None
         error = None if host is not None else f"{path}: Permission denied (outside the device)"
         handle = None
+        received = 0
+        chaos = self.chaos
         try:
             if host is not None:
                 try:
@@ -277,6 +291,12 @@ class Services:
                         await self._fail(stream, error)
                         raise StreamClosed()
                     data = await stream.read_exactly(length)
+                    received += length
+                    if chaos is not None and chaos.should_drop(path, "send", received):
+                        stream.drop()
+                        raise StreamClosed()
+                    if chaos is not None and not chaos.storage_allows(received):
+                        error = error or f"{path}: No space left on device"
                     if handle and error is None:
                         try:
                             handle.write(data)
@@ -297,6 +317,8 @@ class Services:
                     os.chmod(host, int(mode_text) & 0o7777 if mode_text.isdigit() else 0o644)
                     if mtime:
                         os.utime(host, (mtime, mtime))
+                    if chaos is not None:
+                        chaos.stored(received)
                 except OSError as exc:
                     error = f"{path}: {exc.strerror}"
             if error:
@@ -314,9 +336,19 @@ class Services:
         try:
             if host is None:
                 raise PermissionError(errno.EACCES, "Permission denied")
+            sent = 0
             with open(host, "rb") as handle:
                 while chunk := handle.read(wire.SYNC_DATA_MAX):
+                    chaos = self.chaos
+                    if chaos is not None and chaos.should_drop(path, "recv", sent + len(chunk)):
+                        keep = max(0, chaos.faults.drop.after - sent)  # type: ignore[union-attr]
+                        if keep:  # the part that made it through before the link died
+                            await stream.write(wire.encode_sync(b"DATA", chunk[:keep]))
+                        await stream.flush()
+                        stream.drop()
+                        raise StreamClosed()
                     await stream.write(wire.encode_sync(b"DATA", chunk))
+                    sent += len(chunk)
         except OSError as exc:
             await self._fail(stream, f"{path}: {exc.strerror}")
             return
@@ -348,6 +380,11 @@ class _Coalescing:
             data = bytes(self.buf)
             self.buf.clear()
             await self.stream.write(data)
+
+    def drop(self) -> None:
+        """Chaos: the link dies here (what was flushed still reaches the host)."""
+        self.buf.clear()
+        self.stream.conn.drop()
 
 
 def _stat2(tag: bytes, error: int, st: os.stat_result) -> bytes:

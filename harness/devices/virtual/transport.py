@@ -14,8 +14,12 @@ import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from harness.devices import wire
+
+if TYPE_CHECKING:
+    from harness.devices.virtual.chaos import LinkChaos
 
 log = logging.getLogger("harness.virtual")
 
@@ -109,9 +113,9 @@ class Stream:
             if self.closed_by_host or self._closed:
                 raise StreamClosed()
             self._can_send.clear()
-            self.conn.send(
-                wire.A_WRTE, self.local_id, self.remote_id, bytes(view[start : start + step])
-            )
+            chunk = bytes(view[start : start + step])
+            await self.conn.throttle(len(chunk))
+            self.conn.send(wire.A_WRTE, self.local_id, self.remote_id, chunk)
             await self.conn.drain()
 
     def _acknowledged(self) -> None:
@@ -136,6 +140,7 @@ class Connection:
         banner: bytes,
         resolve: ServiceResolver,
         unauthorized: bool = False,
+        chaos: LinkChaos | None = None,
     ) -> None:
         self.reader = reader
         self.writer = writer
@@ -146,6 +151,7 @@ class Connection:
         self._next_id = 1
         self.lost = False
         self.unauthorized = unauthorized  # never accept the host's key (RSA prompt unanswered)
+        self.chaos = chaos  # link faults (chaos.py): throttling, drops
 
     def send(self, command: int, arg0: int, arg1: int, data: bytes = b"") -> None:
         if not self.lost:
@@ -155,12 +161,27 @@ class Connection:
         if not self.lost:
             await self.writer.drain()
 
+    async def throttle(self, nbytes: int) -> None:
+        """A slow link (chaos ``slow``): payload bytes take ``nbytes / speed`` seconds."""
+        if self.chaos is not None and (delay := self.chaos.delay(nbytes)) > 0:
+            await asyncio.sleep(delay)
+
+    def drop(self, abort: bool = False) -> None:
+        """Close the TCP connection (chaos): after flushing what was written, or at once."""
+        self.lost = True
+        if abort:
+            self.writer.transport.abort()
+        else:
+            self.writer.close()
+
     async def run(self) -> None:
         try:
             while True:
                 header = await self.reader.readexactly(wire.HEADER_SIZE)
                 command, arg0, arg1, length = wire.decode_header(header)
                 data = await self.reader.readexactly(length) if length else b""
+                if command == wire.A_WRTE:
+                    await self.throttle(length)
                 await self._dispatch(command, arg0, arg1, data)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -213,6 +234,12 @@ class Connection:
         # AUTH/STLS from the host are not expected: we never ask for them.
 
     async def _open(self, remote_id: int, service: str) -> None:
+        if self.chaos is not None:
+            self.chaos.refresh()
+            if self.chaos.offline:  # chaos: gone before the stream could open
+                log.warning("chaos: offline, closing the connection instead of opening %r", service)
+                self.drop(abort=True)
+                return
         handler = self.resolve(service)
         if handler is None or remote_id == 0:
             self.send(wire.A_CLSE, 0, remote_id)
