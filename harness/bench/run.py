@@ -221,25 +221,45 @@ def _snapshot(device: Device) -> dict:
     )
 
 
+def _cell(
+    shared: _Shared,
+    serial: str,
+    target: Target,
+    delegate: Delegate,
+    *,
+    started: float,
+    status: str = "ok",
+    reason: str = "",
+    latency: dict | None = None,
+    accuracy: dict | None = None,
+    delegation: dict | None = None,
+    thermal: dict | None = None,
+    log: str = "",
+) -> CellRecord:
+    """The store record of one cell, finished now."""
+    return CellRecord(
+        run_id=shared.run_id,
+        serial=serial,
+        variant_sha256=target.sha256,
+        variant_id=target.variant_id,
+        delegate=delegate.value,
+        status=status,
+        reason=reason,
+        started=started,
+        finished=time.time(),
+        latency=latency or {},
+        accuracy=accuracy or {},
+        delegation=delegation or {},
+        thermal=thermal or {},
+        log=log,
+    )
+
+
 def _failed_cell(
     shared: _Shared, serial: str, target: Target, delegate: Delegate, reason: str
 ) -> CellRecord:
-    now = time.time()
-    return CellRecord(
-        shared.run_id,
-        serial,
-        target.sha256,
-        target.variant_id,
-        delegate.value,
-        "failed",
-        reason,
-        now,
-        now,
-        {},
-        {},
-        {},
-        {},
-        "",
+    return _cell(
+        shared, serial, target, delegate, started=time.time(), status="failed", reason=reason
     )
 
 
@@ -335,22 +355,7 @@ def _worker(
                     break
             if shared.stop.is_set() and record["status"] != "ok":
                 return  # interrupted mid-cell: not a finding, resume measures it
-            cell = CellRecord(
-                shared.run_id,
-                entry.serial,
-                target.sha256,
-                target.variant_id,
-                delegate.value,
-                record["status"],
-                record["reason"],
-                started,
-                time.time(),
-                record["latency"],
-                record["accuracy"],
-                record["delegation"],
-                record["thermal"],
-                record["log"],
-            )
+            cell = _cell(shared, entry.serial, target, delegate, started=started, **record)
             _commit(store, shared, cell, outputs)
     finally:
         store.close()
