@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import lab, save  # noqa: E402
+from _common import lab, report  # noqa: E402
 
 
 def _bench(model: Path, serials: list[str], store: Path, *extra: str) -> tuple[dict, float]:
@@ -54,9 +54,6 @@ def _bench(model: Path, serials: list[str], store: Path, *extra: str) -> tuple[d
 
 
 def main() -> dict:
-    from rich.console import Console
-    from rich.table import Table
-
     from harness.convert import testing
     from harness.convert.pipeline import ConvertOptions, convert_model
     from harness.convert.variants import Head, Precision
@@ -102,14 +99,7 @@ def main() -> dict:
         "two_phones_wall_s": two_wall,
         "device": "virtual SM-G973F / SM-G973U on this machine (2 cores)",
     }
-    table = Table(title="harness bench (virtual phones, one run each)")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key, value in result.items():
-        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
-    Console().print(table)
-    save("bench", result)
-    return result
+    return report("bench", "harness bench (virtual phones, one run each)", result)
 
 
 if __name__ == "__main__":

@@ -16,16 +16,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import lab, median, save  # noqa: E402
+from _common import lab, median, report  # noqa: E402
 
 SIZE = 50 * 1024 * 1024
 ROUNDS = 7
 
 
 def main() -> dict:
-    from rich.console import Console
-    from rich.table import Table
-
     from harness.devices import adb
     from harness.devices.device import Device
 
@@ -101,14 +98,7 @@ def main() -> dict:
         "shell_rtt_ratio_harness_vs_adb_binary": median(rtt) / median(adb_shell),
         "device": "virtual SM-G973F (127.0.0.1)",
     }
-    table = Table(title="Device layer (virtual SM-G973F, one run)")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key, value in result.items():
-        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
-    Console().print(table)
-    save("devices", result)
-    return result
+    return report("devices", "Device layer (virtual SM-G973F, one run)", result)
 
 
 if __name__ == "__main__":
