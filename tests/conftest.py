@@ -76,3 +76,14 @@ def adb_cli(server: AdbServer, *args: str, timeout: float = 60) -> subprocess.Co
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="module")
+def phones(adb_server: AdbServer):
+    """Virtual SM-G973F and SM-G973U, shared by the tests of one module."""
+    f = manager.start("SM-G973F", port=free_port(), servers=[adb_server])
+    u = manager.start("SM-G973U", port=free_port(), servers=[adb_server])
+    yield f, u
+    for record in (f, u):
+        if manager.find(record.serial):
+            manager.stop(record.serial)

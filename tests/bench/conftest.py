@@ -9,8 +9,6 @@ import pytest
 from harness.convert import testing
 from harness.convert.pipeline import ConvertOptions, convert_model
 from harness.convert.variants import Head, Precision
-from harness.devices.virtual import manager
-from tests.conftest import free_port
 
 
 @pytest.fixture(scope="session")
@@ -26,13 +24,3 @@ def bench_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ),
     )
     return folder
-
-
-@pytest.fixture(scope="module")
-def phones(adb_server):
-    f = manager.start("SM-G973F", port=free_port(), servers=[adb_server])
-    u = manager.start("SM-G973U", port=free_port(), servers=[adb_server])
-    yield f, u
-    for record in (f, u):
-        if manager.find(record.serial):
-            manager.stop(record.serial)

@@ -23,16 +23,9 @@ def _device(server, pattern: str) -> Device:
 
 
 @pytest.fixture(scope="module")
-def two_phones(adb_server):
-    """SM-G973F and SM-G973U, shared by the tests of this module."""
-    from tests.conftest import free_port
-
-    f = manager.start("SM-G973F", port=free_port(), servers=[adb_server])
-    u = manager.start("SM-G973U", port=free_port(), servers=[adb_server])
-    yield f, u
-    for record in (f, u):
-        if manager.find(record.serial):
-            manager.stop(record.serial)
+def two_phones(phones):
+    """SM-G973F and SM-G973U (tests/conftest.py), shared by the tests of this module."""
+    return phones
 
 
 def test_plain_adb_lists_both_phones(adb_server, two_phones):

@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from harness.bench.run import BenchOptions, run_bench
-from tests.bench.conftest import bench_model, phones  # noqa: F401  (fixtures)
+from tests.bench.conftest import bench_model  # noqa: F401  (fixture; phones is in tests/conftest.py)
 
 from .conftest import EXAMPLE_POLICY
 
