@@ -23,6 +23,7 @@ from typing import Any
 from harness.errors import UsageError
 
 DEFAULT_STORE = Path("results") / "harness.db"
+_BUSY_TIMEOUT = 30.0  # seconds a writer waits for another to finish
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -124,8 +125,8 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None)
+            self._enable_wal()
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             with self.transaction():
@@ -137,6 +138,22 @@ class Store:
                 )
         except sqlite3.DatabaseError as exc:
             raise UsageError(f"{self.path}: not a harness results store ({exc})") from exc
+
+    def _enable_wal(self) -> None:
+        """Switch to WAL (persistent once set). The switch needs the database to itself and
+        SQLite may refuse it at once, without waiting on its busy handler, while other
+        processes create the same store: retry for as long as a busy wait would last."""
+        deadline = time.monotonic() + _BUSY_TIMEOUT
+        delay = 0.01
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
 
     def close(self) -> None:
         self.db.close()
