@@ -155,19 +155,35 @@ def _proc_ids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit()]
 
 
-def processes_in_sandbox(root: str) -> list[int]:
+FORK_SERVER = b"harness.devices.virtual.bm_forkserver"
+
+
+def processes_in_sandbox(root: str, *, fork_server: bool = False) -> list[int]:
     """Processes started by a virtual phone (benchmark_model, sh): they carry its root in
-    their environment."""
+    their environment. The phone's benchmark_model fork server is one of them, but it lives
+    as long as the phone; it is counted only with ``fork_server``."""
     needle = f"HARNESS_VIRTUAL_ROOT={Path(root).resolve()}".encode()
     found = []
     for pid in _proc_ids():
         try:
             with open(f"/proc/{pid}/environ", "rb") as handle:
-                if needle in handle.read().split(b"\0"):
-                    found.append(pid)
+                if needle not in handle.read().split(b"\0"):
+                    continue
+            if fork_server or not _is_fork_server(pid) or _is_fork_server(_parent(pid)):
+                found.append(pid)  # a benchmark forked by the server is counted
         except OSError:
             continue
     return found
+
+
+def _is_fork_server(pid: int) -> bool:
+    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+        return FORK_SERVER in handle.read().split(b"\0")
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as handle:
+        return int(handle.read().rsplit(")", 1)[1].split()[1])
 
 
 def children(pid: int | None = None) -> set[int]:
@@ -201,6 +217,9 @@ def assert_no_leaks(record, server) -> None:
     )
     manager.stop(record.serial)
     assert not manager._pid_alive(record.pid), "virtual phone process still alive"
+    assert wait_until(lambda: not processes_in_sandbox(record.root, fork_server=True)), (
+        "the phone's benchmark_model fork server outlived it"
+    )
     assert wait_until(lambda: manager.port_free(record.port)), f"port {record.port} still bound"
     assert adb.server_reachable(server), "the adb server died"
     listed = {e.serial for e in adb.list_devices([server], start=False)}

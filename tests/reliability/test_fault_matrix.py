@@ -209,24 +209,45 @@ def _finish(proc: subprocess.Popen, timeout: float = 180):
     return BenchResult(proc.returncode, out, err, 0.0)
 
 
+def _benchmark_processes(root: str) -> set[int]:
+    """The processes doing a benchmark_model's work on the phone: forked by the phone's fork
+    server (named benchmark_model), or a plain ``python -m ...benchmark_model``."""
+    found = set()
+    for pid in processes_in_sandbox(root):
+        with contextlib.suppress(OSError):
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if comm == "benchmark_model" or b"harness.devices.virtual.benchmark_model" in cmdline:
+                found.add(pid)
+    return found
+
+
+def _hung_benchmark(root: str, sha: str, bench: subprocess.Popen) -> int | None:
+    """The benchmark of the hanging variant: one that stays alive for a second while a
+    command for that variant (its graph path holds the sha) is running."""
+    deadline = time.monotonic() + 60
+    seen: set[int] = set()
+    while time.monotonic() < deadline and bench.poll() is None:
+        commands = [
+            pid
+            for pid in processes_in_sandbox(root)
+            if sha.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+        alive = _benchmark_processes(root) if commands else set()
+        if len(alive & seen) == 1:
+            return (alive & seen).pop()
+        seen = alive
+        time.sleep(1.0)
+    return None
+
+
 def test_benchmark_killed_by_the_system(bench_model, phone, variant_sha, adb_server, tmp_path):
     """The OOM killer (SIGKILL) takes benchmark_model mid-measurement: the cell is recorded
     as crashed (exit 137), the run goes on and exits 10; --resume completes it."""
     store = tmp_path / "r.db"
     _bm("hang", "softmax-fp32", "latency")(phone, variant_sha)  # keeps it alive to be killed
     proc = start_bench(bench_model, phone.serial, store, *THREE, "--json", "--timeout", "60")
-    victim = None
-    deadline = time.monotonic() + 60
-    while victim is None and time.monotonic() < deadline and proc.poll() is None:
-        for pid in processes_in_sandbox(phone.root):
-            with contextlib.suppress(OSError):
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-                if (
-                    b"benchmark_model" in cmdline
-                    and variant_sha["softmax-fp32"].encode() in cmdline
-                ):
-                    victim = pid
-        time.sleep(0.05)
+    victim = _hung_benchmark(phone.root, variant_sha["softmax-fp32"], proc)
     assert victim is not None, "benchmark_model never ran"
     os.kill(victim, signal.SIGKILL)
     result = _finish(proc)

@@ -16,7 +16,10 @@ import sys
 from pathlib import Path
 
 from harness import config
+from harness.devices.virtual import bm_client
 from harness.devices.virtual.profiles import Profile
+
+_CLIENT = Path(bm_client.__file__).resolve()
 
 # Top-level device folders that live in the sandbox. Anything else (/bin/sh, /dev/null, /proc)
 # is the host's, like the toybox tools a phone's shell provides.
@@ -32,6 +35,7 @@ class Sandbox:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self._root_bytes = str(self.root).encode()
+        self.fork_server = False  # set by the phone once its benchmark_model fork server runs
 
     # -- paths --------------------------------------------------------------------------------
     def host_path(self, device_path: str) -> Path:
@@ -73,6 +77,8 @@ class Sandbox:
             "HARNESS_VIRTUAL_PYTHON": sys.executable,
             "PYTHONPATH": str(config.REPO_ROOT),
             "PYTHONDONTWRITEBYTECODE": "1",
+            # Read by the benchmark_model launcher: hand invocations to the fork server.
+            **({"HARNESS_VIRTUAL_CLIENT": str(_CLIENT)} if self.fork_server else {}),
         }
 
     # -- building -----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -40,6 +41,36 @@ class VirtualPhone:
         self.banner = wire.make_banner(self.profile.banner_props(), VIRTUAL_FEATURES)
         self.connections: set[asyncio.Task] = set()
         self.live: set[Connection] = set()
+        self.fork_server: subprocess.Popen | None = None
+
+    def start_fork_server(self) -> None:
+        """The pre-imported benchmark_model (bm_forkserver.py); HARNESS_VIRTUAL_FORK=0 turns
+        it off. Not waited for: until it listens, the launcher runs the benchmark directly."""
+        if os.environ.get("HARNESS_VIRTUAL_FORK") == "0":
+            return
+        env = {**self.sandbox.env(), "OPENBLAS_NUM_THREADS": "1"}  # fork a 1-thread parent
+        self.fork_server = subprocess.Popen(
+            [sys.executable, "-m", "harness.devices.virtual.bm_forkserver"]
+            + ["--root", str(self.sandbox.root)],
+            stdin=subprocess.PIPE,  # closed when this process ends: the server follows
+            stdout=subprocess.DEVNULL,
+            cwd=self.sandbox.root,
+            env=env,
+        )
+        self.sandbox.fork_server = True
+
+    def stop_fork_server(self) -> None:
+        proc, self.fork_server = self.fork_server, None
+        if proc is None:
+            return
+        self.sandbox.fork_server = False
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.chaos.refresh()
@@ -108,11 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     faults = tuple(f for f in args.faults.split(",") if f)
     phone = VirtualPhone(args.profile, args.root, faults)
+    phone.start_fork_server()
     try:
         asyncio.run(phone.serve(args.port, args.ready_file))
     except OSError as exc:
         print(f"cannot listen on {BIND_HOST}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 8
+    finally:
+        phone.stop_fork_server()
     return 0
 
 

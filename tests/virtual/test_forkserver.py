@@ -1,0 +1,235 @@
+"""The benchmark_model fork server: same results, exit codes and signals as a plain process."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.devices.virtual import bm_client
+from tests.virtual.conftest import REPO, run_benchmark
+
+LAUNCHER = REPO / "android_assets" / "bin" / "virtual" / "benchmark_model"
+FLAGS = ["--num_runs=2", "--warmup_runs=1", "--min_secs=0", "--warmup_min_secs=0"]
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _gone(pid: int, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def server(phone):
+    """A fork server for a phone root; yields (env for the launcher, server process)."""
+    procs = []
+
+    def start(**config):
+        env = phone(**config)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness.devices.virtual.bm_forkserver"]
+            + ["--root", env["HARNESS_VIRTUAL_ROOT"]],
+            stdin=subprocess.PIPE,
+            env=env,
+        )
+        procs.append(proc)
+        address = bm_client.address(env["HARNESS_VIRTUAL_ROOT"])
+        deadline = time.monotonic() + 60
+        while address not in Path("/proc/net/unix").read_text().replace("@", "\0"):
+            assert time.monotonic() < deadline, "fork server never listened"
+            assert proc.poll() is None, "fork server died"
+            time.sleep(0.05)
+        return {**env, "HARNESS_VIRTUAL_CLIENT": str(Path(bm_client.__file__))}, proc
+
+    yield start
+    for proc in procs:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+
+
+def _launch(flags: list[str], env: dict[str, str], **kw) -> subprocess.Popen:
+    return subprocess.Popen(
+        ["sh", str(LAUNCHER), *flags],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def test_forked_run_matches_a_plain_process(server, models, tmp_path):
+    env, _ = server()
+    value = tmp_path / "in.raw"
+    np.linspace(-1, 1, 8 * 8 * 3, dtype=np.float32).tofile(value)
+    from ai_edge_litert.interpreter import Interpreter
+
+    name = Interpreter(model_path=str(models["softmax"])).get_input_details()[0]["name"]
+    results = {}
+    for how in ("forked", "plain"):
+        out = tmp_path / "out.raw"  # one name: the logs echo it
+        flags = [
+            f"--graph={models['softmax']}",
+            *FLAGS,
+            "--use_gpu=true",
+            f"--input_layer={name}",
+            "--input_layer_shape=1,8,8,3",
+            f"--input_layer_value_files={name.replace(':', '::')}:{value}",
+            f"--output_filepath={out}",
+        ]
+        if how == "forked":
+            proc = _launch(flags, env)
+            stdout, stderr = proc.communicate(timeout=120)
+            code = proc.returncode
+        else:
+            run = run_benchmark(flags, env)
+            stdout, stderr, code = run.stdout, run.stderr, run.returncode
+        assert code == 0, stderr
+        results[how] = (code, stdout, stderr, out.read_bytes())
+        out.unlink()
+    (fc, fout, ferr, fbytes), (pc, pout, perr, pbytes) = results["forked"], results["plain"]
+    assert fc == pc == 0
+    assert fbytes == pbytes and len(fbytes) == 8 * 8 * 2 * 4  # GPU FP16 emulation included
+    shape = lambda text: [re.sub(r"\d[\d.e+-]*", "#", ln) for ln in text.splitlines()]  # noqa: E731
+    assert shape(fout) == shape(pout)  # the same lines in the same order (numbers differ)
+    assert "Inference timings in us" in fout and "TfLiteGpuDelegateV2" in ferr + perr
+
+
+def test_failure_exit_code_and_stderr(server, tmp_path):
+    env, proc = server()
+    run = _launch([f"--graph={tmp_path / 'missing.tflite'}"], env)
+    stdout, stderr = run.communicate(timeout=60)
+    assert run.returncode == 1
+    assert "ERROR: Benchmarking failed." in stderr and "Benchmarking failed" not in stdout
+    assert proc.poll() is None  # the server serves on
+
+
+def test_crash_dies_by_sigsegv_through_a_shell(server, models):
+    env, _ = server(chaos=[{"match": "tiny", "action": "crash"}])
+    run = subprocess.run(
+        ["sh", "-c", f'sh "{LAUNCHER}" --graph="{models["sigmoid"]}"; echo "status=$?"'],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "status=139" in run.stdout  # what the device shell reports for a native SIGSEGV
+
+
+def test_killed_client_takes_the_benchmark_with_it(server, models):
+    env, proc = server(chaos=[{"match": "tiny", "action": "hang"}])
+    client = _launch([f"--graph={models['sigmoid']}", *FLAGS], env)
+    deadline = time.monotonic() + 30
+    while not (hung := _children(proc.pid)):
+        assert time.monotonic() < deadline, "the server never forked"
+        time.sleep(0.05)
+    client.kill()  # a shell timeout: the stream is closed and the process group killed
+    client.communicate(timeout=10)
+    assert _gone(hung[0])
+
+
+def test_signals_are_forwarded(server, models):
+    env, proc = server(chaos=[{"match": "tiny", "action": "hang"}])
+    client = _launch([f"--graph={models['sigmoid']}", *FLAGS], env)
+    deadline = time.monotonic() + 30
+    while not (hung := _children(proc.pid)):
+        assert time.monotonic() < deadline, "the server never forked"
+        time.sleep(0.05)
+    client.send_signal(signal.SIGTERM)
+    client.communicate(timeout=10)
+    assert client.returncode == -signal.SIGTERM
+    assert _gone(hung[0])
+
+
+def test_server_exit_kills_running_benchmarks(server, models):
+    env, proc = server(chaos=[{"match": "tiny", "action": "hang"}])
+    client = _launch([f"--graph={models['sigmoid']}", *FLAGS], env)
+    deadline = time.monotonic() + 30
+    while not (hung := _children(proc.pid)):
+        assert time.monotonic() < deadline, "the server never forked"
+        time.sleep(0.05)
+    proc.stdin.close()  # the phone process ended
+    proc.wait(timeout=10)
+    assert _gone(hung[0])
+    client.communicate(timeout=10)
+    assert client.returncode != 0
+
+
+def test_cwd_and_umask_are_the_clients(server, models, tmp_path):
+    env, _ = server()
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "m.tflite").write_bytes(models["sigmoid"].read_bytes())
+    flags = " ".join(FLAGS)
+    run = subprocess.run(
+        ["sh", "-c", f'umask 077; sh "{LAUNCHER}" --graph=m.tflite --output_filepath=o.raw {flags}'],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert stat.S_IMODE((work / "o.raw").stat().st_mode) == 0o600
+
+
+def test_affinity_is_the_clients(server, models):
+    env, proc = server(chaos=[{"match": "tiny", "action": "hang"}])
+    cpu = sorted(os.sched_getaffinity(0))[-1]
+    client = subprocess.Popen(
+        ["taskset", "-c", str(cpu), "sh", str(LAUNCHER), f"--graph={models['sigmoid']}"], env=env
+    )
+    deadline = time.monotonic() + 30
+    while not (hung := _children(proc.pid)):
+        assert time.monotonic() < deadline, "the server never forked"
+        time.sleep(0.05)
+    try:
+        assert os.sched_getaffinity(hung[0]) == {cpu}  # taskset on the device means this
+    finally:
+        client.kill()
+        client.wait(timeout=10)
+
+
+def test_without_a_server_the_launcher_runs_the_module(phone, models):
+    env = {**phone(), "HARNESS_VIRTUAL_CLIENT": str(Path(bm_client.__file__))}
+    run = _launch([f"--graph={models['sigmoid']}", *FLAGS], env)
+    stdout, _ = run.communicate(timeout=120)
+    assert run.returncode == 0 and "Inference timings in us" in stdout
+
+
+def test_benchmark_killed_by_sigkill_reports_137(server, models):
+    """The OOM killer takes the forked benchmark: the shell sees 137, as for a native tool."""
+    env, proc = server(chaos=[{"match": "tiny", "action": "hang"}])
+    shell = subprocess.Popen(
+        ["sh", "-c", f'sh "{LAUNCHER}" --graph="{models["sigmoid"]}"; echo "status=$?"'],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not (hung := _children(proc.pid)):
+        assert time.monotonic() < deadline, "the server never forked"
+        time.sleep(0.05)
+    os.kill(hung[0], signal.SIGKILL)
+    stdout, _ = shell.communicate(timeout=10)
+    assert "status=137" in stdout
