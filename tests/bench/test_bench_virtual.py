@@ -43,7 +43,7 @@ def test_every_cell_recorded_with_latency_and_accuracy(bench_model, phones, tmp_
             assert c.latency["avg_ms"] > 0 and len(c.latency["invocation_avg_ms"]) == 1
             assert c.accuracy["vs_reference"]["iou"] >= 0.99, c
             assert c.accuracy["signature"] == "ok"
-            assert c.thermal["before"]["zones"]
+            assert c.thermal["before"]["zones"] and len(c.thermal["after"]["cpu_khz"]) == 8
             expected = "none" if c.delegate == "cpu" else "full"
             assert c.delegation["verdict"] == expected and c.delegation["virtual"] is True
         devices = store.devices(out.run_id)

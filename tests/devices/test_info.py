@@ -82,3 +82,23 @@ def test_parsers_never_raise(text):
     info.parse_thermal(text)
     info.parse_probe("s", text)
     info.parse_probe("s", "@@harness-section getprop\n" + text)
+
+
+SNAPSHOT = """devices/system/cpu/cpu0/cpufreq/scaling_cur_freq:1950000
+devices/system/cpu/cpu10/cpufreq/scaling_cur_freq:2730000
+devices/system/cpu/cpu4/cpufreq/scaling_cur_freq:2314000
+class/thermal/thermal_zone0/type:BIG
+class/thermal/thermal_zone1/type:G3D
+class/thermal/thermal_zone2/type:locked
+class/thermal/thermal_zone0/temp:41000
+class/thermal/thermal_zone1/temp:36
+grep: class/thermal/thermal_zone9/temp: Permission denied
+"""
+
+
+def test_parse_snapshot_of_grep_output():
+    """SNAPSHOT_SCRIPT's one grep: cores ordered by number, zones by type, unreadable skipped."""
+    snap = info.parse_snapshot(SNAPSHOT)
+    assert snap["cpu_khz"] == [1950000, 2314000, 2730000]
+    assert snap["zones"] == {"BIG": 41.0, "G3D": 36.0, "locked": None}
+    assert info.parse_snapshot("") == {"zones": {}, "cpu_khz": []}
