@@ -76,7 +76,7 @@ CREATE TABLE IF NOT EXISTS cells (
     delegation TEXT NOT NULL DEFAULT '{}',
     thermal TEXT NOT NULL DEFAULT '{}',
     log TEXT NOT NULL DEFAULT '',
-    outputs BLOB,                      -- compressed npz of pulled outputs (may be NULL)
+    outputs BLOB,                      -- npz of pulled outputs, see encode_arrays (may be NULL)
     PRIMARY KEY (run_id, serial, variant_sha256, delegate)
 );
 CREATE TABLE IF NOT EXISTS diagnoses (
@@ -118,6 +118,28 @@ class CellRecord:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+
+def encode_arrays(arrays: dict[str, Any]) -> bytes:
+    """An ``.npz`` (``np.load`` reads it) whose integer and boolean arrays (masks) are
+    deflated and whose float arrays are stored: model outputs barely compress (~20%) and
+    deflating them cost ~40 ms per bench cell, a third of the harness's own time per cell.
+    ``device_raw`` holds output bytes (float or int8 values), so it is stored too."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        for name, value in arrays.items():
+            array = np.asanyarray(value)
+            small = array.dtype.kind in "biu" and not name.endswith("_raw")
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED if small else zipfile.ZIP_STORED
+            with archive.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, array, allow_pickle=False)
+    return buf.getvalue()
 
 
 class Store:

@@ -14,7 +14,6 @@ with backoff; a phone that does not come back fails its remaining cells ("device
 
 from __future__ import annotations
 
-import io
 import signal
 import threading
 import time
@@ -40,7 +39,7 @@ from harness.errors import (
     UsageError,
 )
 from harness.runner import Delegate
-from harness.store import CellKey, CellRecord, Store
+from harness.store import CellKey, CellRecord, Store, encode_arrays
 
 
 @dataclass(frozen=True)
@@ -166,17 +165,17 @@ def _measure_cell(
         else None,
         "signature": compare.signature(ref),
     }
-    buf = io.BytesIO()
-    np.savez_compressed(
-        buf,
-        device_fg=fg.astype(np.float32),
-        device_mask=mask,
-        ref_fg=ref_fg.astype(np.float32),
-        ref_mask=ref_mask,
-        device_raw=raw,
+    outputs = encode_arrays(
+        {
+            "device_fg": fg.astype(np.float32),
+            "device_mask": mask,
+            "ref_fg": ref_fg.astype(np.float32),
+            "ref_mask": ref_mask,
+            "device_raw": raw,
+        }
     )
     latency["accuracy_bm_s"] = acc_s
-    return latency, accuracy, delegation, log + "\n" + acc_log, buf.getvalue(), device_s
+    return latency, accuracy, delegation, log + "\n" + acc_log, outputs, device_s
 
 
 # Losing the connection mid-cell is not a finding about the model: the cell is measured again
