@@ -294,6 +294,9 @@ def _worker(
             shared.cooldown if shared.cooldown is not None else (0.0 if info.virtual else 3.0)
         )
         lost: str | None = None
+        # With no cool-down, the snapshot taken after a cell is also the one before the next:
+        # nothing runs between them (saves a device round trip per cell).
+        last_after: dict | None = None
         for n, (target, delegate) in enumerate(cells):
             if shared.stop.is_set():
                 return
@@ -312,11 +315,12 @@ def _worker(
             retries0 = device.retries
             for attempt in range(1, CELL_ATTEMPTS + 1):
                 try:
-                    before = _snapshot(device)
+                    before = last_after if last_after and not cooldown else _snapshot(device)
+                    last_after = None
                     lat, acc, dele, log, outputs, dev_s = _measure_cell(
                         device, staged, target, delegate, shared, cell_id, settings
                     )
-                    after = _snapshot(device)
+                    after = last_after = _snapshot(device)
                     lat.update(attempts=attempt, retries=device.retries - retries0)
                     record.update(
                         latency=lat,
