@@ -1,23 +1,24 @@
 """Static GPU-delegate verdict for a ``.tflite``: which ops the TFLite GPU delegate takes.
 
-The table follows the builtin ops the GPU delegate's model builder parses (TFLite
-``delegates/gpu/common/model_builder.cc``, ``tools/versioning/gpu_compatibility.cc``) and the
-constraints that matter for segmentation heads (FACTS.md §2). It is a static prediction for
-the delegates shipped in phone-era runtimes, not a substitute for the device log: the bench
-still parses ``Replacing N out of M node(s)`` from ``benchmark_model``.
+The op table (:data:`harness.tflite.gpu_ops.GPU_OPS`, shared with the virtual phone's emulated
+delegate) follows the builtin ops the GPU delegate's model builder parses and the constraints
+that matter for segmentation heads (FACTS.md §2). It is a static prediction for the delegates
+shipped in phone-era runtimes, not a substitute for the device log: the bench still parses
+``Replacing N out of M node(s)`` from ``benchmark_model``.
 
 Status per op: ``gpu`` (delegated), ``cpu`` (rejected: the graph is split and the op runs on
-CPU), ``warn`` (delegated on current delegates, with a caveat worth knowing).
+CPU), ``warn`` (delegated on current delegates, with a caveat worth knowing: a ``caveat`` or a
+``recent``-only op of the table).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from harness.convert.tflite_model import OpInfo, TfliteModel
+from harness.tflite.gpu_ops import GPU_OPS, Level, findings
+from harness.tflite.model import OpInfo, TfliteModel
 
 __all__ = ["GPU_OPS", "GpuVerdict", "OpStatus", "OpVerdict", "gpu_verdict"]
 
@@ -101,182 +102,17 @@ class GpuVerdict:
         )
 
 
-Rule = Callable[[OpInfo, TfliteModel], tuple[OpStatus, str]]
-
-
-def _ok(_op: OpInfo, _model: TfliteModel) -> tuple[OpStatus, str]:
-    return OpStatus.GPU, ""
-
-
-def _warn(reason: str) -> Rule:
-    return lambda _op, _model: (OpStatus.WARN, reason)
-
-
-def _cpu(reason: str) -> Rule:
-    return lambda _op, _model: (OpStatus.CPU, reason)
-
-
-def _rank(model: TfliteModel, tensor_index: int) -> int:
-    t = model.tensor(tensor_index)
-    return len(t.shape) if t else 0
-
-
-def _softmax(op: OpInfo, model: TfliteModel) -> tuple[OpStatus, str]:
-    beta = float(op.options.get("beta", 1.0))
-    if beta != 1.0:
-        return OpStatus.CPU, f"SOFTMAX beta={beta:g}: the GPU delegate supports only beta == 1"
-    if not op.inputs:
-        return OpStatus.CPU, "SOFTMAX without input"
-    rank = _rank(model, op.inputs[0])
-    if rank > 4:
-        return OpStatus.CPU, f"SOFTMAX on a rank-{rank} tensor (GPU tensors are at most 4-D)"
-    src = model.producer(op.inputs[0])
-    if src is not None and src.name == "TRANSPOSE":
-        perm = _perm(src, model)
-        if perm is None or perm[-1] != len(perm) - 1:
-            return OpStatus.WARN, (
-                f"SOFTMAX over a non-channel axis (input transposed, perm={perm}): the GPU "
-                "delegate only has a channel softmax, so this runs between TRANSPOSEs"
-            )
-    if rank == 4:
-        t = model.tensor(op.inputs[0])
-        if t is not None and t.shape and t.shape[0] != 1:
-            return OpStatus.CPU, "SOFTMAX with batch != 1"
-    return OpStatus.GPU, ""
-
-
-def _perm(op: OpInfo, model: TfliteModel) -> list[int] | None:
-    if len(op.inputs) < 2:
-        return None
-    t = model.tensor(op.inputs[1])
-    return [int(v) for v in t.value] if t is not None and t.value is not None else None
-
-
-def _conv_like(op: OpInfo, model: TfliteModel) -> tuple[OpStatus, str]:
-    if len(op.inputs) < 2:
-        return OpStatus.GPU, ""
-    x, w = model.tensor(op.inputs[0]), model.tensor(op.inputs[1])
-    if x is not None and w is not None and x.dtype == "float32" and w.dtype == "int8":
-        return OpStatus.WARN, (
-            f"{op.name} is a dynamic-range (hybrid) kernel: int8 weights, float activations; "
-            "the GPU delegate runs it only by dequantizing the weights (quantized-model "
-            "support, --gpu_experimental_enable_quant), otherwise on CPU"
-        )
-    return OpStatus.GPU, ""
-
-
-_EXP_LOG = (
-    "EXP/LOG: supported by current GPU delegates, but old OpenGL delegates rejected them "
-    "(FACTS.md §2); in FP16, exp overflows past ~11.09"
-)
-
-# The builtin ops the GPU delegate parses, with their constraint check.
-GPU_OPS: dict[str, Rule] = {
-    **dict.fromkeys(
-        [
-            "ABS",
-            "ADD",
-            "AVERAGE_POOL_2D",
-            "BATCH_MATMUL",
-            "CONCATENATION",
-            "COS",
-            "CUMSUM",
-            "DENSIFY",
-            "DEPTH_TO_SPACE",
-            "DEQUANTIZE",
-            "DIV",
-            "ELU",
-            "EQUAL",
-            "FLOOR",
-            "FLOOR_DIV",
-            "FLOOR_MOD",
-            "GATHER",
-            "GREATER",
-            "GREATER_EQUAL",
-            "HARD_SWISH",
-            "LEAKY_RELU",
-            "LESS",
-            "LESS_EQUAL",
-            "LOGICAL_AND",
-            "LOGISTIC",
-            "LSTM",
-            "MAX_POOL_2D",
-            "MAXIMUM",
-            "MEAN",
-            "MINIMUM",
-            "MIRROR_PAD",
-            "MUL",
-            "NEG",
-            "NOT_EQUAL",
-            "ONE_HOT",
-            "PACK",
-            "PAD",
-            "PADV2",
-            "POW",
-            "PRELU",
-            "QUANTIZE",
-            "REDUCE_MAX",
-            "REDUCE_MIN",
-            "REDUCE_PROD",
-            "RELU",
-            "RELU6",
-            "RELU_N1_TO_1",
-            "RESHAPE",
-            "RESIZE_BILINEAR",
-            "RESIZE_NEAREST_NEIGHBOR",
-            "RSQRT",
-            "SELECT_V2",
-            "SIN",
-            "SLICE",
-            "SPACE_TO_DEPTH",
-            "SPLIT",
-            "SPLIT_V",
-            "SQRT",
-            "SQUARE",
-            "SQUARED_DIFFERENCE",
-            "STRIDED_SLICE",
-            "SUB",
-            "SUM",
-            "TANH",
-            "TILE",
-            "TRANSPOSE",
-            "TRANSPOSE_CONV",
-            "Convolution2DTransposeBias",
-            "MaxPoolingWithArgmax2D",
-            "MaxUnpooling2D",
-            "Resampler",
-        ],
-        _ok,
-    ),
-    "CONV_2D": _conv_like,
-    "DEPTHWISE_CONV_2D": _conv_like,
-    "FULLY_CONNECTED": _conv_like,
-    "SOFTMAX": _softmax,
-    "EXP": _warn(_EXP_LOG),
-    "LOG": _warn(_EXP_LOG),
-    "ARG_MAX": _cpu(
-        "ARG_MAX is not a GPU-delegate op on the runtimes phones ship (recent LiteRT "
-        "compatibility checks may accept it): expect the head to run on CPU, splitting the graph"
-    ),
-    "CAST": _warn(
-        "CAST is delegated only by recent GPU delegates (and not to uint8 on all of them); "
-        "older ones run it on CPU"
-    ),
-}
+_STATUS = {Level.CPU: OpStatus.CPU, Level.RECENT: OpStatus.WARN, Level.CAVEAT: OpStatus.WARN}
+_SEVERITY = {level: rank for rank, level in enumerate(Level)}  # CPU first
 
 
 def _op_verdict(op: OpInfo, model: TfliteModel) -> OpVerdict:
-    rule = GPU_OPS.get(op.name)
-    if rule is None:
-        kind = "custom op" if op.custom else "op"
-        return OpVerdict(
-            op.index,
-            op.name,
-            OpStatus.CPU,
-            f"{kind} {op.name} is not supported by the GPU delegate",
-        )
-    status, reason = rule(op, model)
-    return OpVerdict(op.index, op.name, status, reason)
+    """The most severe finding of the shared op table decides (the first of its level)."""
+    found = findings(op, model)
+    if not found:
+        return OpVerdict(op.index, op.name, OpStatus.GPU)
+    worst = min(found, key=lambda f: _SEVERITY[f.level])
+    return OpVerdict(op.index, op.name, _STATUS[worst.level], worst.why)
 
 
 def gpu_verdict(model: TfliteModel) -> GpuVerdict:

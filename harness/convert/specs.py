@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from harness.errors import UsageError
+from harness.tflite.model import Quantization  # a tensor's, read from the flatbuffer
 
 __all__ = [
     "Activation",
@@ -40,23 +41,6 @@ class Activation(StrEnum):
     SIGMOID = "sigmoid"
     SIGSOFTMAX = "sigsoftmax"
     ARGMAX = "argmax"
-
-
-@dataclass(frozen=True)
-class Quantization:
-    """Affine quantization of a tensor: ``real = scale * (q - zero_point)``."""
-
-    scale: float
-    zero_point: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"scale": self.scale, "zero_point": self.zero_point}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> Quantization | None:
-        if not data:
-            return None
-        return cls(scale=float(data["scale"]), zero_point=int(data["zero_point"]))
 
 
 @dataclass(frozen=True)

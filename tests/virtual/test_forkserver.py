@@ -182,7 +182,11 @@ def test_cwd_and_umask_are_the_clients(server, models, tmp_path):
     (work / "m.tflite").write_bytes(models["sigmoid"].read_bytes())
     flags = " ".join(FLAGS)
     run = subprocess.run(
-        ["sh", "-c", f'umask 077; sh "{LAUNCHER}" --graph=m.tflite --output_filepath=o.raw {flags}'],
+        [
+            "sh",
+            "-c",
+            f'umask 077; sh "{LAUNCHER}" --graph=m.tflite --output_filepath=o.raw {flags}',
+        ],
         cwd=work,
         env=env,
         capture_output=True,

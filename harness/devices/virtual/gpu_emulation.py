@@ -2,10 +2,12 @@
 
 Two tables, both keyed by op type so behaviour is data (docs/virtual-phone.md):
 
-* :data:`GPU_CHECKS` — the ops the emulated GPU delegate accepts, with their constraints
-  (SOFTMAX only with ``beta == 1``; tensors of rank <= 4; float or, with
-  ``--gpu_experimental_enable_quant``, 8-bit runtime tensors). Everything else runs on the CPU
-  and is reported as ``OP: Operation is not supported.``, like the real delegate.
+* :data:`harness.tflite.gpu_ops.GPU_OPS` — the ops the GPU delegate accepts, with their
+  constraints (SOFTMAX only with ``beta == 1``; tensors of rank <= 4; float or, with
+  ``--gpu_experimental_enable_quant``, 8-bit runtime tensors), shared with the static verdict
+  of ``harness.convert.gpu``. The emulated delegate is a phone-era one: ops only recent
+  delegates take (CAST, comparisons, ...) run on the CPU like every op not in the table, and
+  are reported as ``OP: Operation is not supported.``, like the real delegate.
 * :data:`HOOKS` — numeric recomputations. The model runs once on LiteRT (float32, host CPU);
   afterwards every model output produced by a hooked op (SOFTMAX, LOGISTIC, TANH, EXP, ARG_MAX,
   ARG_MIN) is recomputed from that op's preserved input tensors, in float16 arithmetic when the
@@ -29,138 +31,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.devices.virtual.tflite_graph import Graph, OpInfo
+from harness.tflite.gpu_ops import LAYOUT_OPS, findings, runtime_types
+from harness.tflite.gpu_ops import NOT_SUPPORTED as NOT_SUPPORTED  # the delegate's log texts
+from harness.tflite.gpu_ops import TYPE_MISMATCH as TYPE_MISMATCH
 
 Hook = Callable[[Sequence[np.ndarray], OpInfo, type], np.ndarray]
-Check = Callable[[OpInfo, Graph], "str | None"]
-
-NOT_SUPPORTED = "Operation is not supported."
-TYPE_MISMATCH = "OP is supported, but tensor type/shape isn't compatible."
-
-_FLOAT = {"FLOAT32", "FLOAT16"}
-_QUANT = {"INT8", "UINT8"}
-
-
-def _ok(op: OpInfo, graph: Graph) -> str | None:
-    return None
-
-
-def _softmax(op: OpInfo, graph: Graph) -> str | None:
-    if op.options.get("beta", 1.0) != 1.0:
-        return "Softmax.beta != 1 is not supported."
-    return None
-
-
-# Builtin ops the GPU delegate accepts (TFLite/LiteRT GPU delegate op list), plus the MediaPipe
-# custom ops it implements. ARG_MAX, ARG_MIN, CAST, GATHER_ND, UNPACK, ... are not in it.
-_SUPPORTED = [
-    "ABS",
-    "ADD",
-    "AVERAGE_POOL_2D",
-    "BATCH_MATMUL",
-    "CONCATENATION",
-    "CONV_2D",
-    "COS",
-    "DEPTH_TO_SPACE",
-    "DEPTHWISE_CONV_2D",
-    "DEQUANTIZE",
-    "DIV",
-    "ELU",
-    "EXP",
-    "FLOOR",
-    "FLOOR_DIV",
-    "FLOOR_MOD",
-    "FULLY_CONNECTED",
-    "GATHER",
-    "HARD_SWISH",
-    "LEAKY_RELU",
-    "LOG",
-    "LOGISTIC",
-    "MAX_POOL_2D",
-    "MAXIMUM",
-    "MEAN",
-    "MINIMUM",
-    "MIRROR_PAD",
-    "MUL",
-    "NEG",
-    "PACK",
-    "PAD",
-    "PADV2",
-    "POW",
-    "PRELU",
-    "QUANTIZE",
-    "REDUCE_MAX",
-    "REDUCE_MIN",
-    "REDUCE_PROD",
-    "RELU",
-    "RELU6",
-    "RELU_N1_TO_1",
-    "RESHAPE",
-    "RESIZE_BILINEAR",
-    "RESIZE_NEAREST_NEIGHBOR",
-    "RSQRT",
-    "SIN",
-    "SLICE",
-    "SPACE_TO_DEPTH",
-    "SPLIT",
-    "SPLIT_V",
-    "SQRT",
-    "SQUARE",
-    "SQUARED_DIFFERENCE",
-    "STRIDED_SLICE",
-    "SUB",
-    "SUM",
-    "TANH",
-    "TILE",
-    "TRANSPOSE",
-    "TRANSPOSE_CONV",
-    "Convolution2DTransposeBias",
-    "MaxPoolingWithArgmax2D",
-    "MaxUnpooling2D",
-]
-GPU_CHECKS: dict[str, Check] = {name: _ok for name in _SUPPORTED}
-GPU_CHECKS["SOFTMAX"] = _softmax
-
-# Ops that only move data: rounding their output to FP16 equals running them on FP16 input.
-_LAYOUT_OPS = frozenset(
-    [
-        "RESHAPE",
-        "SQUEEZE",
-        "EXPAND_DIMS",
-        "TRANSPOSE",
-        "CONCATENATION",
-        "SLICE",
-        "STRIDED_SLICE",
-        "GATHER",
-        "PACK",
-        "UNPACK",
-        "SPLIT",
-        "SPLIT_V",
-        "PAD",
-        "PADV2",
-        "MIRROR_PAD",
-        "DEPTH_TO_SPACE",
-        "SPACE_TO_DEPTH",
-        "RESIZE_NEAREST_NEIGHBOR",
-        "TILE",
-    ]
-)
 
 
 def gpu_support(op: OpInfo, graph: Graph, *, enable_quant: bool = True) -> str | None:
-    """``None`` if the emulated GPU delegate takes ``op``, else the reason it logs."""
-    check = GPU_CHECKS.get(op.op)
-    if check is None:
-        return NOT_SUPPORTED
-    allowed = _FLOAT | (_QUANT if enable_quant else set())
-    for index in (*op.inputs, *op.outputs):
-        if index < 0:
-            continue
-        tensor = graph.tensors[index]
-        if tensor.is_const:
-            continue
-        if tensor.dtype not in allowed or len(tensor.shape) > 4:
-            return TYPE_MISMATCH
-    return check(op, graph)
+    """``None`` if the emulated GPU delegate takes ``op``, else the reason it logs.
+
+    The emulated delegate is a phone-era one: ops the shared table marks ``recent`` stay on the
+    CPU, caveats do not matter, runtime tensors must be float (or 8-bit with ``enable_quant``).
+    """
+    for finding in findings(op, graph, types=runtime_types(enable_quant)):
+        if finding.refuses:
+            return finding.log
+    return None
 
 
 @dataclass(frozen=True)
@@ -485,7 +372,7 @@ class Emulation:
             out = np.asarray(hook(inputs, op, dt)).reshape(cpu.shape)
             return _requantize(out, graph.tensors[tensor], cpu.dtype)
         if fp16 and (
-            on_accel or (op is not None and op.op in _LAYOUT_OPS and self._fed_by_accel(graph, op))
+            on_accel or (op is not None and op.op in LAYOUT_OPS and self._fed_by_accel(graph, op))
         ):
             return _round16(cpu)
         return cpu.copy()
