@@ -24,7 +24,7 @@ from typing import TypeVar
 
 import adbutils
 
-from harness.devices import wire
+from harness.devices import hostconn, wire
 from harness.devices.adb import DeviceEntry, connect, ensure_server, wait_for_device
 from harness.devices.cache import LocalHashCache
 from harness.devices.hostconn import open_service
@@ -152,7 +152,7 @@ class Device:
                 if remaining <= 0:
                     raise TimeoutError()
                 sock.settimeout(remaining)
-                data = sock.recv(256 * 1024)
+                data = hostconn.recv(sock, 256 * 1024)
                 if not data:
                     raise DeviceUnavailable(f"{self.serial}: connection lost during {cmd[:60]!r}")
                 for packet_id, payload in decoder.feed(data):
@@ -319,7 +319,7 @@ class _SyncSession:
     def _read_exact(self, n: int) -> bytes:
         buf = bytearray()
         while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
+            chunk = hostconn.recv(self.sock, n - len(buf))
             if not chunk:
                 raise DeviceUnavailable(f"{self.serial}: connection lost during a file transfer")
             buf += chunk

@@ -8,6 +8,7 @@ version.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 
 from harness.errors import DeviceNotFound, DeviceTimeout, DeviceUnavailable, HarnessError
@@ -18,10 +19,24 @@ def _request(sock: socket.socket, text: str) -> None:
     sock.sendall(b"%04x" % len(data) + data)
 
 
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux
+
+
+def recv(sock: socket.socket, n: int) -> bytes:
+    """``sock.recv`` that acknowledges at once. The adb server forwards a device's last small
+    packet with Nagle on: it holds it until our ACK of the bulk before it, and a delayed ACK
+    costs 40 ms (measured: a third of 1 MiB pulls took 46 ms instead of 4.5 ms). QUICKACK is
+    not sticky, so it is set before every read."""
+    if _QUICKACK is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+    return sock.recv(n)
+
+
 def _read_exact(sock: socket.socket, n: int) -> bytes:
     buf = bytearray()
     while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
+        chunk = recv(sock, n - len(buf))
         if not chunk:
             raise ConnectionResetError("adb server closed the connection")
         buf += chunk
