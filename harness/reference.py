@@ -292,7 +292,7 @@ def _store(path: Path, raw: np.ndarray) -> None:
     from harness.convert.variants import atomic_write_bytes
 
     buf = io.BytesIO()
-    np.savez_compressed(buf, raw=raw)
+    np.savez(buf, raw=raw)  # model outputs barely compress; deflating cost ~30 ms a variant
     atomic_write_bytes(path, buf.getvalue())
 
 
