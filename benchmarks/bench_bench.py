@@ -4,6 +4,10 @@
   commands on the device (goal <= 1.10). The bench process must not import TensorFlow.
 - a second identical run pushes 0 bytes.
 - two virtual phones at --threads 1 vs one phone: wall time ratio (goal <= 1.3).
+- what the virtual phone's benchmark_model fork server saves: time inside benchmark_model for
+  the same plan on a phone started with HARNESS_VIRTUAL_FORK=0 (a fresh Python per invocation).
+
+Runs use the CLI's defaults (8 eval images, 20 runs, 2 warmup runs, 2 repeats per cell).
 
 Virtual phones run on this machine, so their benchmark_model competes with the harness for
 the same 2 cores: the figures are measured, not projected to a real phone.
@@ -12,6 +16,7 @@ the same 2 cores: the figures are measured, not projected to a real phone.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -19,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import lab, report  # noqa: E402
+from _common import free_port, lab, report  # noqa: E402
 
 
 def _bench(model: Path, serials: list[str], store: Path, *extra: str) -> tuple[dict, float]:
@@ -33,14 +38,6 @@ def _bench(model: Path, serials: list[str], store: Path, *extra: str) -> tuple[d
         "--store",
         str(store),
         "--json",
-        "--images",
-        "4",
-        "--runs",
-        "20",
-        "--warmup",
-        "2",
-        "--repeats",
-        "2",
         *extra,
     ]
     for serial in serials:
@@ -57,6 +54,7 @@ def main() -> dict:
     from harness.convert import testing
     from harness.convert.pipeline import ConvertOptions, convert_model
     from harness.convert.variants import Head, Precision
+    from harness.devices.virtual import manager
 
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "tiny"
@@ -78,13 +76,22 @@ def main() -> dict:
             capture_output=True,
             text=True,
         )
-        with lab(("SM-G973F", "SM-G973U")) as (_server, records):
+        with lab(("SM-G973F", "SM-G973U")) as (server, records):
             f, u = records[0].serial, records[1].serial
             store = Path(tmp) / "r.db"
             first, first_wall = _bench(model, [f], store)
             second, second_wall = _bench(model, [f], store)
             one, one_wall = _bench(model, [f], store, "--threads", "1")
             two, two_wall = _bench(model, [f, u], store, "--threads", "1")
+            os.environ["HARNESS_VIRTUAL_FORK"] = "0"
+            try:
+                plain_phone = manager.start("SM-G973F", port=free_port(), servers=[server])
+            finally:
+                del os.environ["HARNESS_VIRTUAL_FORK"]
+            try:
+                plain, plain_wall = _bench(model, [plain_phone.serial], store)
+            finally:
+                manager.stop(plain_phone.serial)
     cells = len(first["cells"])
     result = {
         "cells_per_run": cells,
@@ -97,6 +104,8 @@ def main() -> dict:
         "two_phones_over_one_wall_threads1": two_wall / one_wall,
         "one_phone_wall_s": one_wall,
         "two_phones_wall_s": two_wall,
+        "device_time_plain_over_fork_server": plain["device_seconds"] / first["device_seconds"],
+        "overhead_process_without_fork_server": plain_wall / plain["device_seconds"],
         "device": "virtual SM-G973F / SM-G973U on this machine (2 cores)",
     }
     return report("bench", "harness bench (virtual phones, one run each)", result)
