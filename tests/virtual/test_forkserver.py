@@ -39,6 +39,15 @@ def _gone(pid: int, within: float = 10.0) -> bool:
     return False
 
 
+def _forked(server: subprocess.Popen) -> list[int]:
+    """The benchmarks the fork server is running (waits for the first)."""
+    deadline = time.monotonic() + 30
+    while not (pids := _children(server.pid)):
+        assert time.monotonic() < deadline, "the server never forked"
+        time.sleep(0.05)
+    return pids
+
+
 @pytest.fixture
 def server(phone):
     """A fork server for a phone root; yields (env for the launcher, server process)."""
@@ -139,10 +148,7 @@ def test_crash_dies_by_sigsegv_through_a_shell(server, models):
 def test_killed_client_takes_the_benchmark_with_it(server, models):
     env, proc = server(chaos=[{"match": "tiny", "action": "hang"}])
     client = _launch([f"--graph={models['sigmoid']}", *FLAGS], env)
-    deadline = time.monotonic() + 30
-    while not (hung := _children(proc.pid)):
-        assert time.monotonic() < deadline, "the server never forked"
-        time.sleep(0.05)
+    hung = _forked(proc)
     client.kill()  # a shell timeout: the stream is closed and the process group killed
     client.communicate(timeout=10)
     assert _gone(hung[0])
@@ -151,10 +157,7 @@ def test_killed_client_takes_the_benchmark_with_it(server, models):
 def test_signals_are_forwarded(server, models):
     env, proc = server(chaos=[{"match": "tiny", "action": "hang"}])
     client = _launch([f"--graph={models['sigmoid']}", *FLAGS], env)
-    deadline = time.monotonic() + 30
-    while not (hung := _children(proc.pid)):
-        assert time.monotonic() < deadline, "the server never forked"
-        time.sleep(0.05)
+    hung = _forked(proc)
     client.send_signal(signal.SIGTERM)
     client.communicate(timeout=10)
     assert client.returncode == -signal.SIGTERM
@@ -164,10 +167,7 @@ def test_signals_are_forwarded(server, models):
 def test_server_exit_kills_running_benchmarks(server, models):
     env, proc = server(chaos=[{"match": "tiny", "action": "hang"}])
     client = _launch([f"--graph={models['sigmoid']}", *FLAGS], env)
-    deadline = time.monotonic() + 30
-    while not (hung := _children(proc.pid)):
-        assert time.monotonic() < deadline, "the server never forked"
-        time.sleep(0.05)
+    hung = _forked(proc)
     proc.stdin.close()  # the phone process ended
     proc.wait(timeout=10)
     assert _gone(hung[0])
@@ -203,10 +203,7 @@ def test_affinity_is_the_clients(server, models):
     client = subprocess.Popen(
         ["taskset", "-c", str(cpu), "sh", str(LAUNCHER), f"--graph={models['sigmoid']}"], env=env
     )
-    deadline = time.monotonic() + 30
-    while not (hung := _children(proc.pid)):
-        assert time.monotonic() < deadline, "the server never forked"
-        time.sleep(0.05)
+    hung = _forked(proc)
     try:
         assert os.sched_getaffinity(hung[0]) == {cpu}  # taskset on the device means this
     finally:
@@ -230,10 +227,7 @@ def test_benchmark_killed_by_sigkill_reports_137(server, models):
         stdout=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 30
-    while not (hung := _children(proc.pid)):
-        assert time.monotonic() < deadline, "the server never forked"
-        time.sleep(0.05)
+    hung = _forked(proc)
     os.kill(hung[0], signal.SIGKILL)
     stdout, _ = shell.communicate(timeout=10)
     assert "status=137" in stdout
