@@ -7,9 +7,20 @@ gets them from here, lazily, so commands that only talk to phones never pay for 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sys
+import tempfile
+from collections.abc import Iterator
 from types import ModuleType
+
+# absl's format: severity+date, time, thread, file:line]. TF's native start-up logs (oneDNN
+# notice, CUDA probing on a CPU-only machine) are written through absl before its logging is
+# initialized, and absl then ignores TF_CPP_MIN_LOG_LEVEL (abseil-cpp#1718).
+_ABSL_LINE = re.compile(rb"^[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [^\]]+:\d+\] ")
+_ABSL_PREAMBLE = b"WARNING: All log messages before absl::InitializeLog() is called"
+_started = False
 
 
 def _prepare_env() -> None:
@@ -21,8 +32,45 @@ def _prepare_env() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def tf() -> ModuleType:
+@contextlib.contextmanager
+def _quiet_native_startup() -> Iterator[None]:
+    """Hold fd 2 while TensorFlow starts; give back every line that is not an absl start-up
+    log line (Python warnings and errors still show)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            kept = [
+                line
+                for line in sink.read().splitlines(keepends=True)
+                if not _ABSL_LINE.match(line) and not line.startswith(_ABSL_PREAMBLE)
+            ]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
+def _start() -> None:
+    """Import TensorFlow once, quietly, and let it probe its devices (the CUDA probe logs too)."""
+    global _started
+    if _started:
+        return
     _prepare_env()
+    with _quiet_native_startup():
+        import tensorflow
+
+        tensorflow.config.list_physical_devices()
+    _started = True
+
+
+def tf() -> ModuleType:
+    _start()
     import tensorflow
 
     return tensorflow
@@ -30,14 +78,14 @@ def tf() -> ModuleType:
 
 def keras() -> ModuleType:
     """tf_keras (Keras 2), the Keras used for training and conversion."""
-    _prepare_env()
+    _start()
     import tf_keras
 
     return tf_keras
 
 
 def tfmot() -> ModuleType:
-    _prepare_env()
+    _start()
     import tensorflow_model_optimization
 
     return tensorflow_model_optimization
