@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS runs (
     status TEXT NOT NULL,              -- running | complete | partial | interrupted
     config TEXT NOT NULL,              -- JSON: the plan (devices, variants, delegates, counts)
     host TEXT NOT NULL,
-    harness_version TEXT NOT NULL
+    harness_version TEXT NOT NULL,
+    pid INTEGER                        -- the bench process (a dead one: the run was killed)
 );
 CREATE TABLE IF NOT EXISTS tags (
     name TEXT PRIMARY KEY,
@@ -120,6 +121,20 @@ class CellRecord:
         return self.status == "ok"
 
 
+def _gone(host: str, pid: int | None) -> bool:
+    """The process that ran a bench on this host has ended (a run on another host, or from
+    before runs recorded their process, cannot be checked: it stays ``running``)."""
+    if not pid or host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 def encode_arrays(arrays: dict[str, Any]) -> bytes:
     """An ``.npz`` (``np.load`` reads it) whose integer and boolean arrays (masks) are
     deflated and whose float arrays are stored: model outputs barely compress (~20%) and
@@ -154,6 +169,9 @@ class Store:
             with self.transaction():
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     self.db.execute(statement)
+                columns = {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}
+                if "pid" not in columns:  # a store written before runs recorded their process
+                    self.db.execute("ALTER TABLE runs ADD COLUMN pid INTEGER")
                 self.db.execute(
                     "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
@@ -203,14 +221,15 @@ class Store:
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO runs (id, created, status, config, host, harness_version) "
-                "VALUES (?, ?, 'running', ?, ?, ?)",
+                "INSERT INTO runs (id, created, status, config, host, harness_version, pid) "
+                "VALUES (?, ?, 'running', ?, ?, ?, ?)",
                 (
                     run_id,
                     time.time(),
                     json.dumps(config, sort_keys=True),
                     socket.gethostname(),
                     __version__,
+                    os.getpid(),
                 ),
             )
         return run_id
@@ -224,15 +243,17 @@ class Store:
 
     def run(self, run_id: str) -> dict:
         row = self.db.execute(
-            "SELECT id, created, finished, status, config, host, harness_version FROM runs "
+            "SELECT id, created, finished, status, config, host, harness_version, pid FROM runs "
             "WHERE id = ?",
             (run_id,),
         ).fetchone()
         if row is None:
             raise UsageError(f"no run {run_id!r} in {self.path}")
-        keys = ("id", "created", "finished", "status", "config", "host", "harness_version")
+        keys = ("id", "created", "finished", "status", "config", "host", "harness_version", "pid")
         data = dict(zip(keys, row, strict=True))
         data["config"] = json.loads(data["config"])
+        if data["status"] == "running" and _gone(data["host"], data["pid"]):
+            data["status"] = "interrupted"  # killed (kill -9, a crash): finish with --resume
         return data
 
     def runs(self) -> list[dict]:
