@@ -22,6 +22,7 @@ STORE = Path("results") / "demo.db"
 REPORTS = Path("results") / "demo-report"
 HEADS = "softmax,sigmoid,logits"
 PRECISIONS = "fp32,fp16,int8"
+BENCH_TAG, DIAGNOSE_TAG = "demo-bench", "demo-diagnose"
 
 
 def _harness(*args: str) -> None:
@@ -32,6 +33,14 @@ def _harness(*args: str) -> None:
     code = app(args=list(args), prog_name="harness", standalone_mode=False)
     if isinstance(code, int) and code:
         raise HarnessError(f"step 'harness {args[0]}' exited {code}", exit_code=code)
+
+
+def _latest_run() -> str:
+    """The run the previous step stored (tagged next, so report and gate name it)."""
+    from harness.store import Store
+
+    with Store(STORE) as store:
+        return store.resolve_run(None)
 
 
 def _has_variants(model: Path) -> bool:
@@ -105,14 +114,17 @@ def run(
             )
         except PartialRun as exc:  # failed cells are findings; the report shows them
             console().print(f"[yellow]{exc}[/]")
+        _harness("tag", _latest_run(), BENCH_TAG, "--store", str(STORE))
         console().rule(f"[bold]5. Diagnose softmax / GPU-delegate failures on {serial}")
         _harness("diagnose", "--device", serial, "--model", str(MODEL), "--store", str(STORE))
+        _harness("tag", _latest_run(), DIAGNOSE_TAG, "--store", str(STORE))
         console().rule("[bold]6. Report")
-        _harness("report", "--store", str(STORE), "--out", str(REPORTS))
-        console().rule("[bold]7. Release gate (benchmarks/release.toml)")
+        _harness("report", BENCH_TAG, DIAGNOSE_TAG, "--store", str(STORE), "--out", str(REPORTS))
+        console().rule("[bold]7. Release gate on the bench run (benchmarks/release.toml)")
         try:
             _harness(
                 "gate",
+                BENCH_TAG,
                 "--store",
                 str(STORE),
                 "--policy",
