@@ -11,9 +11,10 @@ import contextlib
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterator
 from types import ModuleType
+
+from harness.stdio import captured_fd2
 
 # absl's format: severity+date, time, thread, file:line]. TF's native start-up logs (oneDNN
 # notice, CUDA probing on a CPU-only machine) are written through absl before its logging is
@@ -36,24 +37,16 @@ def _prepare_env() -> None:
 def _quiet_native_startup() -> Iterator[None]:
     """Hold fd 2 while TensorFlow starts; give back every line that is not an absl start-up
     log line (Python warnings and errors still show)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
+    lines: list[bytes] = []
+    try:
+        with captured_fd2(lines):
             yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            kept = [
-                line
-                for line in sink.read().splitlines(keepends=True)
-                if not _ABSL_LINE.match(line) and not line.startswith(_ABSL_PREAMBLE)
-            ]
-            if kept:
-                os.write(2, b"".join(kept))
+    finally:
+        kept = [
+            ln for ln in lines if not _ABSL_LINE.match(ln) and not ln.startswith(_ABSL_PREAMBLE)
+        ]
+        if kept:
+            os.write(2, b"".join(kept))
 
 
 def _start() -> None:

@@ -19,7 +19,6 @@ import os
 import resource
 import signal
 import sys
-import tempfile
 import time
 import traceback
 import warnings
@@ -32,6 +31,7 @@ from harness.devices.virtual import bm_flags
 from harness.devices.virtual.bm_stats import Out, PeakMemory, Stat, fmt_g, maxrss_kb, now_us, statm
 from harness.devices.virtual.gpu_emulation import Emulation, GpuPlan, plan_gpu, removed_backends
 from harness.devices.virtual.tflite_graph import Graph, GraphError, read_graph
+from harness.stdio import captured_fd2
 
 GPU_NAME = "TfLiteGpuDelegateV2"
 NNAPI_NAME = "TfLiteNnapiDelegate"
@@ -62,18 +62,12 @@ def _virtual_config() -> dict:
 @contextlib.contextmanager
 def _captured_stderr(sink: list[str]):
     """Capture what the native runtime writes to fd 2, to forward it selectively."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
+    lines: list[bytes] = []
+    try:
+        with captured_fd2(lines):
             yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            sink.extend(tmp.read().decode("utf-8", "replace").splitlines())
+    finally:
+        sink.extend(ln.decode("utf-8", "replace").rstrip("\r\n") for ln in lines)
 
 
 def _split_value_file(item: str) -> tuple[str, str]:
