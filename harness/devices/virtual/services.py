@@ -387,10 +387,9 @@ class _Coalescing:
         self.stream.conn.drop()
 
 
-def _stat2(tag: bytes, error: int, st: os.stat_result) -> bytes:
-    return wire.STAT_V2.pack(
-        tag,
-        error,
+def _stat_fields(st: os.stat_result) -> tuple[int, ...]:
+    """The stat part shared by STA2/LST2 replies and DNT2 entries."""
+    return (
         st.st_dev,
         st.st_ino,
         st.st_mode & 0xFFFFFFFF,
@@ -404,25 +403,12 @@ def _stat2(tag: bytes, error: int, st: os.stat_result) -> bytes:
     )
 
 
+def _stat2(tag: bytes, error: int, st: os.stat_result) -> bytes:
+    return wire.STAT_V2.pack(tag, error, *_stat_fields(st))
+
+
 def _dent2(st: os.stat_result, name: bytes) -> bytes:
-    return (
-        wire.DENT_V2.pack(
-            b"DNT2",
-            0,
-            st.st_dev,
-            st.st_ino,
-            st.st_mode & 0xFFFFFFFF,
-            st.st_nlink & 0xFFFFFFFF,
-            st.st_uid,
-            st.st_gid,
-            st.st_size,
-            int(st.st_atime),
-            int(st.st_mtime),
-            int(st.st_ctime),
-            len(name),
-        )
-        + name
-    )
+    return wire.DENT_V2.pack(b"DNT2", 0, *_stat_fields(st), len(name)) + name
 
 
 def _done_v2() -> bytes:
