@@ -16,6 +16,12 @@ def _finite(x: np.ndarray) -> np.ndarray:
     return np.nan_to_num(x.astype(np.float64), nan=0.0, posinf=1.0, neginf=0.0)
 
 
+def _count(x: np.ndarray | None, test) -> int:
+    if x is None or np.dtype(x.dtype).kind != "f":
+        return 0
+    return int(np.count_nonzero(test(x)))
+
+
 def _iou(pred: np.ndarray, true: np.ndarray) -> float:
     return float(metrics.iou(pred.astype(bool), true.astype(bool)))
 
@@ -26,14 +32,20 @@ def vs_reference(
     ref_fg: np.ndarray,
     ref_mask: np.ndarray,
     class_probs: np.ndarray | None = None,
+    whole_output: np.ndarray | None = None,
 ) -> dict:
     """Fidelity of the device against the desktop output of the same variant.
 
     ``class_probs`` [N,H,W,C] (for class-probability outputs) enables the sum-to-one check.
+    ``whole_output`` is the device's whole output tensor, every channel (dequantized): NaN and
+    Inf are counted over it, not over the foreground alone, since the old GL softmax kernel
+    leaves the *background* channel NaN while the foreground reads a plausible 0
+    (FACTS.md §2). Without it, the foreground (and ``class_probs``) are counted.
     """
     n = device_fg.shape[0]
-    nan = int(np.isnan(device_fg).sum())
-    inf = int(np.isinf(device_fg).sum())
+    counted = [whole_output] if whole_output is not None else [device_fg, class_probs]
+    nan = sum(_count(x, np.isnan) for x in counted)
+    inf = sum(_count(x, np.isinf) for x in counted)
     per_image = [_iou(device_mask[i], ref_mask[i]) for i in range(n)]
     diff = np.abs(_finite(device_fg) - ref_fg.astype(np.float64))
     max_abs = float(diff.max()) if diff.size else 0.0

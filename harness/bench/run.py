@@ -123,7 +123,10 @@ def _affinity(device: Device, info: DeviceInfo) -> str | None:
     return mask if probe.ok else None  # e.g. the virtual phone's host has fewer cores
 
 
-def _decode(raw: np.ndarray, target: Target) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def _decode(
+    raw: np.ndarray, target: Target
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """Device bytes -> (foreground, mask, class probabilities or None, whole output tensor)."""
     from harness.convert.specs import Semantics
     from harness.reference import decode_outputs, dequantize
 
@@ -135,10 +138,9 @@ def _decode(raw: np.ndarray, target: Target) -> tuple[np.ndarray, np.ndarray, np
         .reshape((raw.shape[0], *target.output.shape[1:]))
     )
     fg, mask = decode_outputs(tensor, target.output)
-    probs = None
-    if target.output.semantics == Semantics.CLASS_PROBABILITIES:
-        probs = dequantize(tensor, target.output)
-    return fg, mask, probs
+    whole = dequantize(tensor, target.output)
+    probs = whole if target.output.semantics == Semantics.CLASS_PROBABILITIES else None
+    return fg, mask, probs, whole
 
 
 def _measure_cell(
@@ -159,9 +161,9 @@ def _measure_cell(
 
 def _accuracy(shared: _Shared, target: Target, raw: np.ndarray) -> tuple[dict, bytes]:
     """The host part of a cell: device outputs decoded and compared -> (accuracy, blob)."""
-    fg, mask, probs = _decode(raw, target)
+    fg, mask, probs, whole = _decode(raw, target)
     ref_fg, ref_mask = shared.references[target.sha256]
-    ref = compare.vs_reference(fg, mask, ref_fg, ref_mask, probs)
+    ref = compare.vs_reference(fg, mask, ref_fg, ref_mask, probs, whole)
     accuracy = {
         "n": int(len(fg)),
         "vs_reference": ref,
