@@ -78,11 +78,18 @@ def adb_cli(server: AdbServer, *args: str, timeout: float = 60) -> subprocess.Co
     )
 
 
+# Phones for tests that need the GPU to compute *correctly*: no emulated kernel bug, whatever
+# the test model's logit range (the SM-G973F profile's default softmax bug fires for any model
+# whose logits pass ln(65504), which a trained fixture model may or may not do). A test that
+# needs the bug turns it on and makes its model's logits large on purpose (tests/diagnose).
+CORRECT_GPU = ("none",)
+
+
 @pytest.fixture(scope="module")
 def phones(adb_server: AdbServer):
-    """Virtual SM-G973F and SM-G973U, shared by the tests of one module."""
-    f = manager.start("SM-G973F", port=free_port(), servers=[adb_server])
-    u = manager.start("SM-G973U", port=free_port(), servers=[adb_server])
+    """Virtual SM-G973F and SM-G973U whose GPUs compute correctly, shared by a module's tests."""
+    f = manager.start("SM-G973F", port=free_port(), servers=[adb_server], faults=CORRECT_GPU)
+    u = manager.start("SM-G973U", port=free_port(), servers=[adb_server], faults=CORRECT_GPU)
     yield f, u
     for record in (f, u):
         if manager.find(record.serial):

@@ -107,8 +107,8 @@ def _cause(cell: CellRecord) -> str:
 
 def classify(cell: CellRecord, head: str, raw_nonfinite: int | None = None) -> Cell:
     """The verdict of one stored bench cell. ``raw_nonfinite`` counts NaN/Inf over the whole
-    output tensor (every channel: the bench's signature looks at the foreground only, so a
-    NaN background probability would otherwise read as ``sum!=1``)."""
+    output tensor from the stored raw outputs (the bench counts every channel too; this also
+    covers cells stored before it did, whose signature a NaN background made ``sum!=1``)."""
     base = dict(serial=cell.serial, variant=cell.variant_id, head=head, delegate=cell.delegate)
     if not cell.ok:
         failed = cell.reason.startswith("delegate failed")

@@ -21,7 +21,7 @@ from harness.devices import adb
 from harness.devices.virtual import manager
 from harness.store import Store
 from tests.bench.conftest import bench_model  # noqa: F401  (session fixture, reused)
-from tests.conftest import free_port
+from tests.conftest import CORRECT_GPU, free_port
 
 # Short runs: the matrix measures behaviour under faults, not speed.
 FAST = ("--runs", "2", "--warmup", "0", "--repeats", "1", "--images", "1")
@@ -230,7 +230,7 @@ def assert_no_leaks(record, server) -> None:
 def phone(adb_server):
     """A fresh SM-G973F with no chaos (and, at the end, no leaks: see assert_no_leaks)."""
     before = children()
-    record = manager.start("SM-G973F", port=free_port(), servers=[adb_server])
+    record = manager.start("SM-G973F", port=free_port(), servers=[adb_server], faults=CORRECT_GPU)
     yield record
     if manager.find(record.serial):
         manager.stop(record.serial)

@@ -14,7 +14,7 @@ import pytest
 
 from harness.devices.virtual import manager
 from harness.errors import ExitCode
-from tests.conftest import free_port
+from tests.conftest import CORRECT_GPU, free_port
 from tests.reliability.conftest import one_line_error, run_bench_cli, stored_cells
 
 WEIRD = "a b;rm -rf x $(touch PWNED) 'q"  # spaces and shell metacharacters in a path part
@@ -33,7 +33,7 @@ def harness_cli(*args, cwd=None) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def bad_phone(adb_server):
-    record = manager.start("SM-G973F", port=free_port(), servers=[adb_server])
+    record = manager.start("SM-G973F", port=free_port(), servers=[adb_server], faults=CORRECT_GPU)
     yield record
     if manager.find(record.serial):
         manager.stop(record.serial)
@@ -179,7 +179,7 @@ EVIL_GPU = b"Mali-G76\xed\xa0\x80<img src=x onerror=alert(2)>"
 def test_non_utf8_device_output_is_read_and_escaped(bench_model, start_phone, tmp_path):
     """getprop and dumpsys print invalid UTF-8 (and HTML): probe, bench and report cope, and
     the HTML report escapes it."""
-    record = start_phone("SM-G973F")
+    record = start_phone("SM-G973F", faults=CORRECT_GPU)
     root = Path(record.root)
     props = root / ".harness" / "props"
     text = props.read_bytes()

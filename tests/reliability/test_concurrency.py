@@ -11,6 +11,7 @@ import time
 
 from harness.errors import ExitCode
 from harness.store import Store
+from tests.conftest import CORRECT_GPU
 from tests.reliability.conftest import (
     LEDGER,
     assert_no_leaks,
@@ -72,7 +73,10 @@ def test_second_bench_with_wait_measures_after_the_first(bench_model, phone, adb
 
 def test_two_benches_write_one_store(bench_model, adb_server, start_phone, tmp_path):
     """Two processes, two phones, one --store: both runs whole, the database intact."""
-    phones = [start_phone("SM-G973F"), start_phone("SM-G973U")]
+    phones = [
+        start_phone("SM-G973F", faults=CORRECT_GPU),
+        start_phone("SM-G973U", faults=CORRECT_GPU),
+    ]
     store = tmp_path / "shared.db"
     procs = [start_bench(bench_model, p.serial, store, *SIX, "--json") for p in phones]
     payloads = []

@@ -23,7 +23,7 @@ from harness.devices.adb import AdbServer
 from harness.devices.virtual import manager
 from harness.devices.virtual.chaos import ChaosSpec, Drop
 from harness.errors import ExitCode
-from tests.conftest import adb_cli, free_port
+from tests.conftest import CORRECT_GPU, adb_cli, free_port
 from tests.reliability.conftest import (
     LEDGER,
     assert_no_leaks,
@@ -311,7 +311,7 @@ def test_adb_server_restart_mid_run(bench_model, tmp_path):
     completes."""
     server = AdbServer("127.0.0.1", free_port())
     adb.ensure_server(server)
-    record = manager.start("SM-G973F", port=free_port(), servers=[server])
+    record = manager.start("SM-G973F", port=free_port(), servers=[server], faults=CORRECT_GPU)
     try:
         store = tmp_path / "r.db"
         proc = start_bench(

@@ -39,7 +39,7 @@ from harness.devices.virtual.sandbox import Sandbox, SandboxEscape
 from harness.errors import ModelError, UsageError
 from harness.reference import decode_output, decode_outputs
 from harness.runner import parse_log
-from tests.conftest import free_port
+from tests.conftest import CORRECT_GPU, free_port
 
 FUZZ = settings(
     max_examples=300,
@@ -125,7 +125,7 @@ def test_raw_output_decoder_only_raises_documented_errors(spec, data):
 
 @pytest.fixture(scope="module")
 def fuzz_phone(adb_server):
-    record = manager.start("SM-G973F", port=free_port(), servers=[adb_server])
+    record = manager.start("SM-G973F", port=free_port(), servers=[adb_server], faults=CORRECT_GPU)
     yield record
     if manager.find(record.serial):
         manager.stop(record.serial)
