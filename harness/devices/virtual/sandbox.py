@@ -16,10 +16,11 @@ import sys
 from pathlib import Path
 
 from harness import config
-from harness.devices.virtual import bm_client
+from harness.devices.virtual import android_tools, bm_client
 from harness.devices.virtual.profiles import Profile
 
 _CLIENT = Path(bm_client.__file__).resolve()
+_TOOLS = Path(android_tools.__file__).resolve()
 
 # Top-level device folders that live in the sandbox. Anything else (/bin/sh, /dev/null, /proc)
 # is the host's, like the toybox tools a phone's shell provides.
@@ -77,6 +78,7 @@ class Sandbox:
             "HARNESS_VIRTUAL_PYTHON": sys.executable,
             "PYTHONPATH": str(config.REPO_ROOT),
             "PYTHONDONTWRITEBYTECODE": "1",
+            "HARNESS_VIRTUAL_TOOLS": str(_TOOLS),  # pm, am, logcat (android_tools.py)
             # Read by the benchmark_model launcher: hand invocations to the fork server.
             **({"HARNESS_VIRTUAL_CLIENT": str(_CLIENT)} if self.fork_server else {}),
         }
@@ -125,6 +127,9 @@ class Sandbox:
             _write(zone / "temp", f"{round(temp_c * 1000)}\n")
         _write_exec(r / "system/bin/getprop", _GETPROP)
         _write_exec(r / "system/bin/dumpsys", _DUMPSYS)
+        for tool in ("pm", "am", "logcat"):
+            _write_exec(r / "system/bin" / tool, _TOOL_LAUNCHER.format(tool=tool))
+        _write(r / ".harness" / "logcat", "")  # a (re)started phone has an empty log buffer
         sh = r / "system/bin/sh"
         if not sh.is_symlink():
             sh.symlink_to("/bin/sh")
@@ -153,6 +158,11 @@ props="$HARNESS_VIRTUAL_ROOT/.harness/props"
 if [ $# -eq 0 ]; then cat "$props"; exit 0; fi
 awk -v k="[$1]: [" 'index($0, k) == 1 { v = substr($0, length(k) + 1); sub(/\]$/, "", v); print v; found = 1 }
   END { if (!found) print "" }' "$props"
+"""
+
+_TOOL_LAUNCHER = """#!/bin/sh
+# {tool} for the virtual phone (harness/devices/virtual/android_tools.py)
+exec "$HARNESS_VIRTUAL_PYTHON" -S -E -B "$HARNESS_VIRTUAL_TOOLS" {tool} "$@"
 """
 
 _DUMPSYS = r"""#!/bin/sh
