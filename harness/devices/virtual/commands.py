@@ -47,6 +47,15 @@ def start(
             "hang[=MATCH], truncate[=MATCH]. See docs/reliability.md.",
         ),
     ] = "",
+    abi: Annotated[
+        str,
+        typer.Option(
+            "--abi",
+            help="Present a real ABI (arm64-v8a, armeabi-v7a, x86_64, x86) instead of "
+            "harness-virtual: bench then takes a real phone's path (that ABI's pinned binary "
+            "from the asset manifest). Still labelled virtual. See docs/virtual-phone.md.",
+        ),
+    ] = "",
     adb: AdbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -58,6 +67,7 @@ def start(
         servers=resolve_servers(adb),
         faults=tuple(f for f in faults.split(",") if f),
         chaos=spec,
+        abi=abi,
     )
     if as_json:
         typer.echo(json.dumps(asdict(record), indent=2))

@@ -84,7 +84,7 @@ class Sandbox:
         }
 
     # -- building -----------------------------------------------------------------------------
-    def build(self, profile: Profile, faults: tuple[str, ...] = ()) -> None:
+    def build(self, profile: Profile, faults: tuple[str, ...] = (), abi: str = "") -> None:
         """Create (or refresh) the device tree; files the harness pushed earlier are kept."""
         r = self.root
         for sub in (
@@ -98,7 +98,7 @@ class Sandbox:
         link = r / "storage" / "emulated" / "0"
         if not link.is_symlink():
             link.symlink_to("../../sdcard")
-        props = profile.getprop()
+        props = profile.getprop(abi)
         props["ro.harness.faults"] = ",".join(faults)  # what this virtual phone emulates
         _write(
             r / ".harness" / "props", "".join(f"[{k}]: [{v}]\n" for k, v in sorted(props.items()))
