@@ -116,6 +116,14 @@ def bench(
             "cells fail (the run then exits 10; --resume finishes it).",
         ),
     ] = 60.0,
+    runner: Annotated[
+        str,
+        typer.Option(
+            "--runner",
+            help="Latency pass: shell (benchmark_model via adb shell) or apk (the benchmark app "
+            "in the foreground, timings from logcat). The accuracy pass always uses the binary.",
+        ),
+    ] = "shell",
     as_json: JsonOption = False,
 ) -> None:
     """Benchmark variants on phones: latency per delegate and accuracy vs desktop references."""
@@ -138,6 +146,7 @@ def bench(
         timeout=timeout,
         wait_lock=wait_lock,
         reconnect_wait=reconnect_wait,
+        runner=runner,
     )
     rows: list[tuple[str, ...]] = []
     state = {"pending": 0, "title": "bench", "live": None}

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from harness import assets
 from harness.bench import compare
-from harness.bench.measure import CellFailed, Settings, accuracy_pass, latency_pass
+from harness.bench.measure import CellFailed, Runner, Settings, accuracy_pass, latency_pass
 from harness.bench.plan import Target, eval_images, input_key, resolve_delegates, resolve_targets
 from harness.bench.stage import Staged, local_inputs, stage
 from harness.devices import adb
@@ -61,6 +62,7 @@ class BenchOptions:
     timeout: float = 120.0
     wait_lock: float = 0.0
     reconnect_wait: float = 60.0  # how long a lost phone may take to come back (not the plan)
+    runner: str = "shell"  # latency pass: shell (benchmark_model binary) or apk (the app)
 
     def plan_config(self) -> dict:
         keys = (
@@ -75,6 +77,7 @@ class BenchOptions:
             "images",
             "cooldown",
             "timeout",
+            "runner",
         )
         return {k: getattr(self, k) for k in keys}
 
@@ -265,11 +268,12 @@ def _await_device(device: Device, budget: float, stop: threading.Event) -> None:
 
 def _stage(device: Device, info: DeviceInfo, shared: _Shared, budget: float) -> Staged:
     """Stage, and once more after waiting for the phone if it was lost while staging."""
+    args = (shared.targets, shared.eval_fingerprint, shared.inputs_by_key, shared.settings.runner)
     try:
-        return stage(device, info, shared.targets, shared.eval_fingerprint, shared.inputs_by_key)
+        return stage(device, info, *args)
     except _LOST:
         _await_device(device, budget, shared.stop)
-        return stage(device, info, shared.targets, shared.eval_fingerprint, shared.inputs_by_key)
+        return stage(device, info, *args)
 
 
 def _snapshot(device: Device) -> dict:
@@ -410,6 +414,7 @@ def _worker(
                             shared.targets,
                             shared.eval_fingerprint,
                             shared.inputs_by_key,
+                            shared.settings.runner,
                         )
                     except HarnessError as again:
                         lost = str(again)
@@ -457,6 +462,7 @@ def run_bench(
         opts = BenchOptions(**{**asdict(opts), **config["options"]})
     model_name, targets = resolve_targets(opts.model, opts.variants)
     delegates = resolve_delegates(opts.delegates)
+    runner = Runner.parse(opts.runner).value
     for value, name in ((opts.runs, "--runs"), (opts.repeats, "--repeats")):
         if value < 1:
             raise UsageError(f"{name} must be at least 1")
@@ -490,6 +496,10 @@ def run_bench(
         for _, d in devices:
             locks.append(d.lock(wait=opts.wait_lock).acquire())  # DeviceBusy: refuse
         infos = [d.retrying(d.probe, "probe") for _, d in devices]
+        for info in infos:  # AssetError (exit 9), one line, before anything is stored
+            assets.binary_for_abi(info.abi)
+            if runner == Runner.APK.value:
+                assets.apk_for_abi(info.abi)
         first = targets[0]
         name, images, masks = eval_images(opts.eval_set, opts.images, first)
         eval_set = EvalSet(name, images, masks)
@@ -554,7 +564,9 @@ def run_bench(
             masks,
             eval_set.fingerprint,
             inputs_by_key,
-            Settings(opts.runs, opts.warmup, opts.repeats, opts.threads, opts.timeout),
+            Settings(
+                opts.runs, opts.warmup, opts.repeats, opts.threads, opts.timeout, runner=runner
+            ),
             opts.cooldown,
             threading.Event(),
             on_cell or (lambda cell: None),
