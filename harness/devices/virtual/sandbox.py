@@ -104,6 +104,10 @@ class Sandbox:
             r / ".harness" / "props", "".join(f"[{k}]: [{v}]\n" for k, v in sorted(props.items()))
         )
         _write(r / ".harness" / "dumpsys" / "battery", _battery_text(profile))
+        _write(r / ".harness" / "dumpsys" / "power", "  mWakefulness=Awake\n")
+        _write(r / ".harness" / "dumpsys" / "thermalservice", "Thermal Status: 0\n")
+        if not (r / ".harness" / "top").exists():  # busy processes a test may list
+            _write(r / ".harness" / "top", "")
         _write(
             r / ".harness" / "dumpsys" / "SurfaceFlinger",
             f"GLES: {profile.gpu_vendor}, {profile.gpu_renderer}, {profile.gles_version}\n",
@@ -127,6 +131,7 @@ class Sandbox:
             _write(zone / "temp", f"{round(temp_c * 1000)}\n")
         _write_exec(r / "system/bin/getprop", _GETPROP)
         _write_exec(r / "system/bin/dumpsys", _DUMPSYS)
+        _write_exec(r / "system/bin/top", _TOP)
         for tool in ("pm", "am", "logcat"):
             _write_exec(r / "system/bin" / tool, _TOOL_LAUNCHER.format(tool=tool))
         _write(r / ".harness" / "logcat", "")  # a (re)started phone has an empty log buffer
@@ -163,6 +168,15 @@ awk -v k="[$1]: [" 'index($0, k) == 1 { v = substr($0, length(k) + 1); sub(/\]$/
 _TOOL_LAUNCHER = """#!/bin/sh
 # {tool} for the virtual phone (harness/devices/virtual/android_tools.py)
 exec "$HARNESS_VIRTUAL_PYTHON" -S -E -B "$HARNESS_VIRTUAL_TOOLS" {tool} "$@"
+"""
+
+_TOP = r"""#!/bin/sh
+# top for the virtual phone: the phone's processes are listed in .harness/top (empty: idle);
+# the host's own load is not the phone's (toybox top -b -n 1 output format)
+echo "Tasks: 1 total,   1 running,   0 sleeping,   0 stopped,   0 zombie"
+echo "  PID USER         PR  NI VIRT  RES  SHR S[%CPU] %MEM     TIME+ ARGS"
+cat "$HARNESS_VIRTUAL_ROOT/.harness/top" 2>/dev/null
+exit 0
 """
 
 _DUMPSYS = r"""#!/bin/sh
