@@ -83,6 +83,7 @@ class ApkRun:
     returncode: int
     log: str
     seconds: float
+    started: bool = True  # False: `am start` refused (the log says why)
 
 
 def run_once(device: Device, flags: list[str], timeout: float) -> ApkRun:
@@ -96,7 +97,7 @@ def run_once(device: Device, flags: list[str], timeout: float) -> ApkRun:
     launch = device.shell(command, timeout=30)
     said = " ".join((launch.out + " " + launch.err).split())
     if not launch.ok or "Error" in said:
-        return ApkRun(launch.returncode or 1, f"am start failed: {said}", 0.0)
+        return ApkRun(launch.returncode or 1, f"am start failed: {said}", 0.0, started=False)
     dump = ["logcat", "-d", "-s", *LOG_TAGS]
     deadline = started + timeout
     while True:

@@ -16,7 +16,14 @@ from harness.bench.plan import Target
 from harness.bench.stage import KERNEL_CACHE, REMOTE_ROOT, Staged
 from harness.devices.device import Device, quote, sh_join
 from harness.errors import DeviceTimeout
-from harness.runner import BenchmarkInvocation, BenchmarkLog, Delegate, parse_log
+from harness.runner import (
+    BenchmarkInvocation,
+    BenchmarkLog,
+    Delegate,
+    WrongBenchmarkTool,
+    is_compiled_model_tool,
+    parse_log,
+)
 
 _SIGNALS = {134: "SIGABRT", 137: "SIGKILL", 139: "SIGSEGV", 136: "SIGFPE", 135: "SIGBUS"}
 
@@ -96,6 +103,8 @@ def _invoker(device: Device, staged: Staged, inv: BenchmarkInvocation, s: Settin
 
         def run_apk():
             run = apk.run_once(device, inv.flags(), s.timeout)
+            if not run.started:
+                raise CellFailed(run.log[:300], run.log)
             return run.returncode, run.log, apk.parse(run), run.seconds
 
         return run_apk
@@ -148,6 +157,8 @@ def latency_pass(
             ) from exc
         bm_seconds += seconds
         texts.append(text)
+        if is_compiled_model_tool(text):  # LiteRT's other benchmark_model: no outputs to check
+            raise CellFailed(str(WrongBenchmarkTool(staged.binary)), "\n".join(texts))
         failure = _failure(returncode, log)
         if failure:
             raise CellFailed(failure, "\n".join(texts))
