@@ -74,7 +74,9 @@ def start(
         return
     console().print(
         f"started virtual [bold]{record.model}[/] as [bold]{record.serial}[/] "
-        f"(profile {record.profile}, pid {record.pid}); try: harness devices"
+        f"(profile {record.profile}"
+        + (f", ABI {record.abi}" if record.abi else "")
+        + f", pid {record.pid}); try: harness devices"
     )
 
 
@@ -126,13 +128,14 @@ def list_(as_json: JsonOption = False) -> None:
         console().print("no virtual phones running")
         return
     table = Table(title="Virtual phones", title_justify="left")
-    for col in ("serial", "model", "profile", "pid", "faults", "adb servers"):
+    for col in ("serial", "model", "profile", "ABI", "pid", "faults", "adb servers"):
         table.add_column(col)
     for r in records:
         table.add_row(
             r.serial,
             r.model,
             r.profile,
+            r.abi or "harness-virtual",
             str(r.pid),
             ",".join(r.faults) or "-",
             ", ".join(r.servers),
