@@ -187,7 +187,7 @@ def latency_pass(
         "warmup_runs": s.warmup,
         "repeats": s.repeats,
         "threads": s.threads,
-        "affinity": s.affinity,
+        "affinity": s.affinity if s.runner == Runner.SHELL.value else None,  # the app: not pinned
         "init_ms": statistics.fmean([lg.init_us / 1000.0 for lg in logs if lg.init_us is not None])
         if any(lg.init_us is not None for lg in logs)
         else last.init_ms,

@@ -71,8 +71,9 @@ def test_apk_runner_clears_starts_and_polls_logcat(monkeypatch):
         return 0, "Starting: Intent { cmp=org.tensorflow.lite.benchmark/.BenchmarkModelActivity }"
 
     device = Scripted(answer)
-    s = Settings(runs=3, warmup=1, repeats=1, runner="apk")
+    s = Settings(runs=3, warmup=1, repeats=1, runner="apk", affinity="0xc0")
     latency, _, log = latency_pass(device, _staged(), _Target(), Delegate.GPU, s)
+    assert latency["affinity"] is None and not any("taskset" in c for c in device.commands)
     assert device.commands[0] == "logcat -c"
     assert device.commands[1].startswith(
         "am start -S -n org.tensorflow.lite.benchmark/.BenchmarkModelActivity --es args "
