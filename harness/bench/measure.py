@@ -151,10 +151,12 @@ def latency_pass(
         try:
             returncode, text, log, seconds = invoke()
         except (DeviceTimeout, TimeoutError) as exc:
-            what = "no timings in logcat" if s.runner == Runner.APK.value else "timed out"
-            raise CellFailed(
-                f"latency pass ({s.runner} runner): {what} after {s.timeout:g}s", "\n".join(texts)
-            ) from exc
+            what = (
+                "latency pass (apk runner): no timings in logcat"
+                if s.runner == Runner.APK.value
+                else "latency pass timed out"
+            )
+            raise CellFailed(f"{what} after {s.timeout:g}s", "\n".join(texts)) from exc
         bm_seconds += seconds
         texts.append(text)
         if is_compiled_model_tool(text):  # LiteRT's other benchmark_model: no outputs to check
