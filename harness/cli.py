@@ -50,6 +50,9 @@ def _register() -> None:
     app.command("devices")(device_commands.devices)
     app.command("probe")(device_commands.probe)
     app.add_typer(virtual_commands.app, name="virtual")
+    from harness import asset_commands
+
+    app.add_typer(asset_commands.app, name="assets")
     app.command("demo")(demo)
     from harness.bench import commands as bench_commands
     from harness.diagnose import commands as diagnose_commands

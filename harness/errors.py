@@ -21,7 +21,7 @@ class ExitCode(IntEnum):
     TIMEOUT = 6  # a device command or transfer exceeded its time limit
     MODEL = 7  # model/conversion problem: not a model folder, corrupt .tflite, bad outputs
     VIRTUAL = 8  # virtual phone could not start/stop (unknown profile, port in use)
-    ASSETS = 9  # a benchmark binary or asset is missing or fails its checksum
+    ASSETS = 9  # a benchmark binary/APK is missing, unpinned or fails its checksum
     PARTIAL = 10  # the run finished but some cells failed; finished cells are stored
     DEVICE_BUSY = 11  # another harness run holds the device lock
     INTERNAL = 70  # a bug in harness (EX_SOFTWARE): rerun with --debug and report it
@@ -38,7 +38,7 @@ EXIT_CODES: dict[ExitCode, str] = {
     ExitCode.TIMEOUT: "A device command or transfer took longer than its timeout.",
     ExitCode.MODEL: "The model or variant is unusable (not a model folder, corrupt .tflite, ...).",
     ExitCode.VIRTUAL: "A virtual phone could not be started or stopped (e.g. port in use).",
-    ExitCode.ASSETS: "A benchmark binary or asset is missing or fails its checksum.",
+    ExitCode.ASSETS: "A benchmark binary or APK is missing, unpinned, or fails its checksum.",
     ExitCode.PARTIAL: "The run completed but some cells failed; finished cells are stored.",
     ExitCode.DEVICE_BUSY: "Another harness process is measuring on the device.",
     ExitCode.INTERNAL: "Internal error (a bug); rerun with --debug for the traceback.",

@@ -7,12 +7,13 @@ from typing import Annotated
 
 import typer
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from harness.devices.options import AdbOption, DeviceOption, JsonOption
 from harness.errors import PartialRun
 from harness.store import CellRecord
-from harness.ui import console
+from harness.ui import console, err_console
 
 
 def _cell_row(cell: CellRecord) -> tuple[str, ...]:
@@ -116,6 +117,29 @@ def bench(
             "cells fail (the run then exits 10; --resume finishes it).",
         ),
     ] = 60.0,
+    runner: Annotated[
+        str,
+        typer.Option(
+            "--runner",
+            help="Latency pass: shell (benchmark_model via adb shell) or apk (the benchmark app "
+            "in the foreground, timings from logcat). The accuracy pass always uses the binary.",
+        ),
+    ] = "shell",
+    require_cool: Annotated[
+        float | None,
+        typer.Option(
+            "--require-cool",
+            metavar="CELSIUS",
+            help="Before each cell, wait until the phone's hottest thermal zone is below this.",
+        ),
+    ] = None,
+    cool_wait: Annotated[
+        float,
+        typer.Option(
+            "--cool-wait",
+            help="Seconds --require-cool may wait per cell; then that cell fails (resume later).",
+        ),
+    ] = 600.0,
     as_json: JsonOption = False,
 ) -> None:
     """Benchmark variants on phones: latency per delegate and accuracy vs desktop references."""
@@ -138,6 +162,9 @@ def bench(
         timeout=timeout,
         wait_lock=wait_lock,
         reconnect_wait=reconnect_wait,
+        runner=runner,
+        require_cool=require_cool,
+        cool_wait=cool_wait,
     )
     rows: list[tuple[str, ...]] = []
     state = {"pending": 0, "title": "bench", "live": None}
@@ -161,8 +188,13 @@ def bench(
         if state["live"] is not None:
             state["live"].update(_table(rows, state["pending"], state["title"]))
 
+    def on_warning(text: str) -> None:  # phone state: a warning, never a refusal
+        err_console().print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
+
     try:
-        outcome = run_bench(opts, resume=resume, on_start=on_start, on_cell=on_cell)
+        outcome = run_bench(
+            opts, resume=resume, on_start=on_start, on_cell=on_cell, on_warning=on_warning
+        )
     finally:
         if state["live"] is not None:
             state["live"].stop()

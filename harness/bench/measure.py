@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import enum
 import re
 import statistics
 import tempfile
@@ -15,9 +16,33 @@ from harness.bench.plan import Target
 from harness.bench.stage import KERNEL_CACHE, REMOTE_ROOT, Staged
 from harness.devices.device import Device, quote, sh_join
 from harness.errors import DeviceTimeout
-from harness.runner import BenchmarkInvocation, BenchmarkLog, Delegate, parse_log
+from harness.runner import (
+    BenchmarkInvocation,
+    BenchmarkLog,
+    Delegate,
+    WrongBenchmarkTool,
+    is_compiled_model_tool,
+    parse_log,
+)
 
 _SIGNALS = {134: "SIGABRT", 137: "SIGKILL", 139: "SIGSEGV", 136: "SIGFPE", 135: "SIGBUS"}
+
+
+class Runner(enum.Enum):
+    """How the latency pass runs benchmark_model on the phone (the accuracy pass always uses
+    the binary: the APK writes no output file)."""
+
+    SHELL = "shell"  # the binary, started by `adb shell` (taskset to the big cores if possible)
+    APK = "apk"  # the benchmark app's Activity, in the foreground (harness/bench/apk.py)
+
+    @classmethod
+    def parse(cls, text: str) -> Runner:
+        try:
+            return cls(text)
+        except ValueError:
+            from harness.errors import UsageError
+
+            raise UsageError(f"--runner {text}: use shell or apk") from None
 
 
 class CellFailed(Exception):
@@ -37,6 +62,7 @@ class Settings:
     threads: int | None = None
     timeout: float = 120.0
     affinity: str | None = None  # taskset mask, when the device supports it
+    runner: str = Runner.SHELL.value
 
 
 def _stats_ms(value: float | None) -> float | None:
@@ -60,6 +86,36 @@ def _command(inv: BenchmarkInvocation, staged: Staged, affinity: str | None) -> 
     argv = inv.argv(binary=staged.binary)
     prefix = f"taskset {affinity} " if affinity else ""
     return f"cd {quote(REMOTE_ROOT)} && {prefix}{sh_join(argv)}"
+
+
+def _avg_us(log: BenchmarkLog) -> float | None:
+    """Mean inference time: the steady-state stat line, else the summary line's
+    ``Inference (avg)`` (some builds of the benchmark APK log only the summary)."""
+    if log.inference is not None and log.inference.avg is not None:
+        return log.inference.avg
+    return log.inference_avg_us
+
+
+def _invoker(device: Device, staged: Staged, inv: BenchmarkInvocation, s: Settings):
+    """One latency invocation -> (exit code, log text, parsed log, seconds), per runner."""
+    if s.runner == Runner.APK.value:
+        from harness.bench import apk
+
+        def run_apk():
+            run = apk.run_once(device, inv.flags(), s.timeout)
+            if not run.started:
+                raise CellFailed(run.log[:300], run.log)
+            return run.returncode, run.log, apk.parse(run), run.seconds
+
+        return run_apk
+    command = _command(inv, staged, s.affinity)
+
+    def run_shell():
+        result = device.shell(command, timeout=s.timeout)
+        text = result.out + ("\n" + result.err if result.err else "")
+        return result.returncode, text, parse_log(result.out, result.err), result.seconds
+
+    return run_shell
 
 
 def delegation(log: BenchmarkLog, delegate: Delegate) -> dict:
@@ -87,43 +143,53 @@ def latency_pass(
         exact_counts=True,
         report_peak_memory_footprint=True,
     )
-    command = _command(inv, staged, s.affinity)
+    invoke = _invoker(device, staged, inv, s)
     logs: list[BenchmarkLog] = []
     texts: list[str] = []
     bm_seconds = 0.0  # wall time of the benchmark_model commands themselves
     for _ in range(s.repeats):
         try:
-            result = device.shell(command, timeout=s.timeout)
-        except DeviceTimeout as exc:
-            raise CellFailed(
-                f"latency pass timed out after {s.timeout:g}s", "\n".join(texts)
-            ) from exc
-        bm_seconds += result.seconds
-        text = result.out + ("\n" + result.err if result.err else "")
+            returncode, text, log, seconds = invoke()
+        except (DeviceTimeout, TimeoutError) as exc:
+            what = (
+                "latency pass (apk runner): no timings in logcat"
+                if s.runner == Runner.APK.value
+                else "latency pass timed out"
+            )
+            raise CellFailed(f"{what} after {s.timeout:g}s", "\n".join(texts)) from exc
+        bm_seconds += seconds
         texts.append(text)
-        log = parse_log(result.out, result.err)
-        failure = _failure(result.returncode, log)
+        if is_compiled_model_tool(text):  # LiteRT's other benchmark_model: no outputs to check
+            raise CellFailed(str(WrongBenchmarkTool(staged.binary)), "\n".join(texts))
+        failure = _failure(returncode, log)
         if failure:
             raise CellFailed(failure, "\n".join(texts))
-        if log.inference is None or log.inference.avg is None:
+        if _avg_us(log) is None:
             raise CellFailed("benchmark_model printed no inference timings", "\n".join(texts))
         logs.append(log)
-    avgs = [lg.inference.avg / 1000.0 for lg in logs]
+    avgs = [_avg_us(lg) / 1000.0 for lg in logs]
     mean = statistics.fmean(avgs)
     last = logs[-1]
 
     def pooled(attr: str, fn):
         values = [
-            getattr(lg.inference, attr) for lg in logs if getattr(lg.inference, attr) is not None
+            getattr(lg.inference, attr)
+            for lg in logs
+            if lg.inference is not None and getattr(lg.inference, attr) is not None
         ]
         return fn(values) / 1000.0 if values else None
 
     latency = {
+        "runner": s.runner,
+        "runner_sha256": staged.apk_sha256
+        if s.runner == Runner.APK.value
+        else staged.binary_sha256,
+        "accuracy_runner": Runner.SHELL.value,
         "runs": s.runs,
         "warmup_runs": s.warmup,
         "repeats": s.repeats,
         "threads": s.threads,
-        "affinity": s.affinity,
+        "affinity": s.affinity if s.runner == Runner.SHELL.value else None,  # the app: not pinned
         "init_ms": statistics.fmean([lg.init_us / 1000.0 for lg in logs if lg.init_us is not None])
         if any(lg.init_us is not None for lg in logs)
         else last.init_ms,

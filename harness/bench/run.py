@@ -14,24 +14,26 @@ with backoff; a phone that does not come back fails its remaining cells ("device
 
 from __future__ import annotations
 
-import queue
 import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from harness.bench import compare
-from harness.bench.measure import CellFailed, Settings, accuracy_pass, latency_pass
+from harness import assets
+from harness.bench import phone
+from harness.bench.finish import _Finisher
+from harness.bench.measure import CellFailed, Runner, Settings, accuracy_pass, latency_pass
 from harness.bench.plan import Target, eval_images, input_key, resolve_delegates, resolve_targets
 from harness.bench.stage import Staged, local_inputs, stage
 from harness.devices import adb
 from harness.devices.device import Device
-from harness.devices.info import SNAPSHOT_SCRIPT, DeviceInfo, parse_snapshot
+from harness.devices.info import DeviceInfo
 from harness.devices.retry import backoff_within
+from harness.devices.state import warnings as warn_state
 from harness.errors import (
     AdbUnavailable,
     DeviceNotFound,
@@ -40,7 +42,7 @@ from harness.errors import (
     UsageError,
 )
 from harness.runner import Delegate
-from harness.store import CellKey, CellRecord, Store, encode_arrays
+from harness.store import CellKey, CellRecord, Store
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,9 @@ class BenchOptions:
     timeout: float = 120.0
     wait_lock: float = 0.0
     reconnect_wait: float = 60.0  # how long a lost phone may take to come back (not the plan)
+    runner: str = "shell"  # latency pass: shell (benchmark_model binary) or apk (the app)
+    require_cool: float | None = None  # °C: before each cell, wait until the hottest zone is below
+    cool_wait: float = 600.0  # at most this many seconds per cell, then the cell fails
 
     def plan_config(self) -> dict:
         keys = (
@@ -75,6 +80,9 @@ class BenchOptions:
             "images",
             "cooldown",
             "timeout",
+            "runner",
+            "require_cool",
+            "cool_wait",
         )
         return {k: getattr(self, k) for k in keys}
 
@@ -112,35 +120,8 @@ class _Shared:
     lock: threading.Lock = field(default_factory=threading.Lock)
     outcome: Outcome | None = None
     finishers: list = field(default_factory=list)  # one _Finisher per device
-
-
-def _affinity(device: Device, info: DeviceInfo) -> str | None:
-    big = info.big_cores()
-    if not big or len(big) == info.cores:
-        return None
-    mask = hex(sum(1 << c for c in big))
-    probe = device.retrying(lambda: device.shell(f"taskset {mask} true", timeout=10), "taskset")
-    return mask if probe.ok else None  # e.g. the virtual phone's host has fewer cores
-
-
-def _decode(
-    raw: np.ndarray, target: Target
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
-    """Device bytes -> (foreground, mask, class probabilities or None, whole output tensor)."""
-    from harness.convert.specs import Semantics
-    from harness.reference import decode_outputs, dequantize
-
-    size = int(np.prod(target.output.shape[1:])) * np.dtype(target.output.dtype).itemsize
-    chunk = raw[:, target.output_offset : target.output_offset + size]
-    tensor = (
-        np.ascontiguousarray(chunk)
-        .view(target.output.dtype)
-        .reshape((raw.shape[0], *target.output.shape[1:]))
-    )
-    fg, mask = decode_outputs(tensor, target.output)
-    whole = dequantize(tensor, target.output)
-    probs = whole if target.output.semantics == Semantics.CLASS_PROBABILITIES else None
-    return fg, mask, probs, whole
+    require_cool: float | None = None
+    cool_wait: float = 600.0
 
 
 def _measure_cell(
@@ -157,84 +138,6 @@ def _measure_cell(
     device_s = latency["bm_s"] + acc_s  # time inside benchmark_model commands on the device
     latency["accuracy_bm_s"] = acc_s
     return latency, delegation, log + "\n" + acc_log, raw, device_s
-
-
-def _accuracy(shared: _Shared, target: Target, raw: np.ndarray) -> tuple[dict, bytes]:
-    """The host part of a cell: device outputs decoded and compared -> (accuracy, blob)."""
-    fg, mask, probs, whole = _decode(raw, target)
-    ref_fg, ref_mask = shared.references[target.sha256]
-    ref = compare.vs_reference(fg, mask, ref_fg, ref_mask, probs, whole)
-    accuracy = {
-        "n": int(len(fg)),
-        "vs_reference": ref,
-        "vs_float": compare.vs_float(fg, mask, shared.float_fg)
-        if shared.float_fg is not None and shared.float_fg.shape == fg.shape
-        else None,
-        "vs_gt": compare.vs_gt(mask, shared.gt)
-        if shared.gt is not None and shared.gt.shape == mask.shape
-        else None,
-        "signature": compare.signature(ref),
-    }
-    outputs = encode_arrays(
-        {
-            "device_fg": fg.astype(np.float32),
-            "device_mask": mask,
-            "ref_fg": ref_fg.astype(np.float32),
-            "ref_mask": ref_mask,
-            "device_raw": raw,
-        }
-    )
-    return accuracy, outputs
-
-
-class _Finisher:
-    """Finishes a device's cells on a thread of its own, in order: decode and compare the
-    outputs, store the cell (its own SQLite connection), report it. The device's worker goes
-    on to the next cell meanwhile, so host-side work (~25 ms a cell at 128x128, more for
-    larger outputs) is not added to the phone's time. ``close`` waits for what is queued."""
-
-    def __init__(self, shared: _Shared, serial: str) -> None:
-        self.shared = shared
-        self.jobs: queue.Queue = queue.Queue()
-        self.thread = threading.Thread(target=self._run, daemon=True, name=f"finish-{serial}")
-        self.thread.start()
-        with shared.lock:
-            shared.finishers.append(self)
-
-    def submit(self, cell: CellRecord, target: Target, raw: np.ndarray | None = None) -> None:
-        self.jobs.put((cell, target, raw))
-
-    def close(self, timeout: float | None = None) -> None:
-        self.jobs.put(None)
-        self.thread.join(timeout)
-
-    def drain(self, timeout: float) -> None:
-        """Wait (bounded) until every queued cell is stored: Ctrl-C keeps them too."""
-        deadline = time.monotonic() + timeout
-        while self.jobs.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.02)
-
-    def _run(self) -> None:
-        store = Store(self.shared.store_path)
-        try:
-            while (job := self.jobs.get()) is not None:
-                try:
-                    self._finish(store, *job)
-                finally:
-                    self.jobs.task_done()
-            self.jobs.task_done()
-        finally:
-            store.close()
-
-    def _finish(self, store: Store, cell: CellRecord, target: Target, raw) -> None:
-        outputs = None
-        if cell.ok and raw is not None:
-            try:
-                accuracy, outputs = _accuracy(self.shared, target, raw)
-                cell = replace(cell, accuracy=accuracy)
-            except Exception as exc:  # outputs the manifest cannot decode: a finding
-                cell = replace(cell, status="failed", reason=f"outputs not decodable: {exc}")
-        _commit(store, self.shared, cell, outputs)
 
 
 # Losing the connection mid-cell is not a finding about the model: the cell is measured again
@@ -265,18 +168,12 @@ def _await_device(device: Device, budget: float, stop: threading.Event) -> None:
 
 def _stage(device: Device, info: DeviceInfo, shared: _Shared, budget: float) -> Staged:
     """Stage, and once more after waiting for the phone if it was lost while staging."""
+    args = (shared.targets, shared.eval_fingerprint, shared.inputs_by_key, shared.settings.runner)
     try:
-        return stage(device, info, shared.targets, shared.eval_fingerprint, shared.inputs_by_key)
+        return stage(device, info, *args)
     except _LOST:
         _await_device(device, budget, shared.stop)
-        return stage(device, info, shared.targets, shared.eval_fingerprint, shared.inputs_by_key)
-
-
-def _snapshot(device: Device) -> dict:
-    """Thermal zones and CPU frequencies (read-only: retried)."""
-    return parse_snapshot(
-        device.retrying(lambda: device.shell(SNAPSHOT_SCRIPT, timeout=30), "snapshot").out
-    )
+        return stage(device, info, *args)
 
 
 def _cell(
@@ -321,13 +218,6 @@ def _failed_cell(
     )
 
 
-def _commit(store: Store, shared: _Shared, cell: CellRecord, outputs: bytes | None = None) -> None:
-    store.record_cell(cell, outputs if cell.ok else None)
-    with shared.lock:
-        shared.outcome.cells.append(cell)
-    shared.on_cell(cell)
-
-
 def _worker(
     entry: adb.DeviceEntry,
     device: Device,
@@ -340,7 +230,9 @@ def _worker(
     try:
         try:
             staged = _stage(device, info, shared, reconnect_wait)
-            settings = Settings(**{**asdict(shared.settings), "affinity": _affinity(device, info)})
+            settings = Settings(
+                **{**asdict(shared.settings), "affinity": phone.affinity(device, info)}
+            )
         except HarnessError as exc:  # staging failed: every cell of this device fails with it
             for target, delegate in cells:
                 reason = f"staging failed: {exc}"
@@ -378,12 +270,20 @@ def _worker(
             retries0 = device.retries
             for attempt in range(1, CELL_ATTEMPTS + 1):
                 try:
-                    before = last_after if last_after and not cooldown else _snapshot(device)
+                    if shared.require_cool is not None:
+                        before, waited = phone.wait_cool(
+                            device, shared.require_cool, shared.cool_wait, shared.stop
+                        )
+                        before["cool_wait_s"] = round(waited, 1)
+                    else:
+                        before = (
+                            last_after if last_after and not cooldown else phone.snapshot(device)
+                        )
                     last_after = None
                     lat, dele, log, raw, dev_s = _measure_cell(
                         device, staged, target, delegate, cell_id, settings
                     )
-                    after = last_after = _snapshot(device)
+                    after = last_after = phone.snapshot(device)
                     lat.update(attempts=attempt, retries=device.retries - retries0)
                     record.update(
                         latency=lat,
@@ -396,6 +296,9 @@ def _worker(
                     break
                 except CellFailed as exc:  # a finding about the cell: recorded, not retried
                     record.update(status="failed", reason=exc.reason, log=exc.log)
+                    break
+                except phone.NotCool as exc:
+                    record.update(status="failed", reason=str(exc))
                     break
                 except _LOST as exc:  # the connection went: measure again once it is back
                     if attempt == CELL_ATTEMPTS or shared.stop.is_set():
@@ -410,6 +313,7 @@ def _worker(
                             shared.targets,
                             shared.eval_fingerprint,
                             shared.inputs_by_key,
+                            shared.settings.runner,
                         )
                     except HarnessError as again:
                         lost = str(again)
@@ -443,6 +347,7 @@ def run_bench(
     resume: str | None = None,
     on_start: Callable[[str, list[tuple[str, str, str]]], None] | None = None,
     on_cell: Callable[[CellRecord], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> Outcome:
     from harness.reference import EvalSet, reference_outputs
 
@@ -457,6 +362,7 @@ def run_bench(
         opts = BenchOptions(**{**asdict(opts), **config["options"]})
     model_name, targets = resolve_targets(opts.model, opts.variants)
     delegates = resolve_delegates(opts.delegates)
+    runner = Runner.parse(opts.runner).value
     for value, name in ((opts.runs, "--runs"), (opts.repeats, "--repeats")):
         if value < 1:
             raise UsageError(f"{name} must be at least 1")
@@ -471,6 +377,8 @@ def run_bench(
     ):
         if value < 0:
             raise UsageError(f"{name} must be 0 or more")
+    if opts.cool_wait < 0:
+        raise UsageError("--cool-wait must be 0 or more")
     if not opts.timeout > 0:
         raise UsageError("--timeout must be more than 0 seconds")
     if opts.eval_set != "synthetic" and not Path(opts.eval_set).is_dir():
@@ -490,6 +398,14 @@ def run_bench(
         for _, d in devices:
             locks.append(d.lock(wait=opts.wait_lock).acquire())  # DeviceBusy: refuse
         infos = [d.retrying(d.probe, "probe") for _, d in devices]
+        for info in infos:  # AssetError (exit 9), one line, before anything is stored
+            assets.binary_for_abi(info.abi)
+            if runner == Runner.APK.value:
+                assets.apk_for_abi(info.abi)
+        states = [phone.read_state(d) for _, d in devices]  # recorded per run, warned about
+        for (entry, _), state in zip(devices, states, strict=True):
+            for line in warn_state(state):
+                (on_warning or (lambda text: None))(f"{entry.serial}: {line}")
         first = targets[0]
         name, images, masks = eval_images(opts.eval_set, opts.images, first)
         eval_set = EvalSet(name, images, masks)
@@ -526,8 +442,11 @@ def run_bench(
             run_id = store.create_run(config)
             done = set()
         store.add_evalset(eval_set.fingerprint, eval_set.name, images, masks)
-        for (entry, _), info in zip(devices, infos, strict=True):
-            store.add_device(run_id, entry.serial, info.model, info.virtual, info.to_json())
+        for (entry, _), info, state in zip(devices, infos, states, strict=True):
+            extra = {"state": state.to_json(), "state_warnings": warn_state(state)}
+            store.add_device(
+                run_id, entry.serial, info.model, info.virtual, {**info.to_json(), **extra}
+            )
         for t in targets:
             store.add_variant(t.sha256, t.variant_id, model_name, t.spec)
         outcome = Outcome(run_id, "running")
@@ -554,12 +473,15 @@ def run_bench(
             masks,
             eval_set.fingerprint,
             inputs_by_key,
-            Settings(opts.runs, opts.warmup, opts.repeats, opts.threads, opts.timeout),
+            Settings(
+                opts.runs, opts.warmup, opts.repeats, opts.threads, opts.timeout, runner=runner
+            ),
             opts.cooldown,
             threading.Event(),
             on_cell or (lambda cell: None),
         )
         shared.outcome = outcome
+        shared.require_cool, shared.cool_wait = opts.require_cool, opts.cool_wait
         threads = [
             threading.Thread(
                 target=_worker,

@@ -22,6 +22,7 @@ from harness.errors import AssetError
 REMOTE_ROOT = "/data/local/tmp/harness"
 REMOTE_BINARY = f"{REMOTE_ROOT}/bin/benchmark_model"
 REMOTE_ACCURACY = f"{REMOTE_ROOT}/scripts/accuracy.sh"
+REMOTE_APK = f"{REMOTE_ROOT}/apk/benchmark_model.apk"
 KERNEL_CACHE = f"{REMOTE_ROOT}/kernel-cache"  # --delegate_serialize_dir: GPU kernels across runs
 
 
@@ -37,6 +38,9 @@ class Staged:
     input_keys: dict[str, str] = field(default_factory=dict)  # variant sha256 -> input key
     bytes_sent: int = 0
     bytes_skipped: int = 0
+    abi: str = ""
+    binary_sha256: str = ""  # the pinned benchmark_model that was pushed
+    apk_sha256: str = ""  # the pinned benchmark APK that was installed (--runner apk)
 
 
 def local_inputs(key: str, images: np.ndarray, target: Target) -> list[Path]:
@@ -62,9 +66,16 @@ def stage(
     targets: list[Target],
     eval_fingerprint: str,
     inputs_by_key: dict[str, list[Path]],
+    runner: str = "shell",
 ) -> Staged:
-    status = assets.binary_for_abi(info.abi)  # AssetError: missing, unpinned mismatch
-    staged = Staged()
+    status = assets.binary_for_abi(info.abi)  # AssetError: missing, unpinned, mismatch
+    staged = Staged(abi=info.abi, binary_sha256=status.actual_sha256)
+    if runner == "apk":
+        from harness.bench import apk
+
+        apk_status = assets.apk_for_abi(info.abi)
+        staged.apk_sha256 = apk_status.actual_sha256
+        staged.bytes_sent += apk.install(device, apk_status.asset.path, REMOTE_APK)
     pairs: list[tuple[Path, str]] = [
         (status.asset.path, REMOTE_BINARY),
         (config.assets_dir() / "scripts" / "accuracy.sh", REMOTE_ACCURACY),
@@ -88,6 +99,6 @@ def stage(
         pairs = list(zip(inputs_by_key[key], remote_files, strict=True))
         results += device.retrying(lambda pairs=pairs: device.push_many(pairs), "push inputs")
         staged.inputs[key] = remote_files
-    staged.bytes_sent = sum(r.bytes_sent for r in results)
+    staged.bytes_sent += sum(r.bytes_sent for r in results)
     staged.bytes_skipped = sum(r.size for r in results if r.skipped)
     return staged

@@ -143,6 +143,12 @@ class CellData:
     def peak_mem_mb(self) -> float | None:
         return self._lat("peak_mem_mb")
 
+    @property
+    def runner(self) -> str:
+        """What timed the cell: ``shell`` (benchmark_model via adb shell; every cell stored
+        before the APK runner existed) or ``apk`` (the benchmark app, timings from logcat)."""
+        return str(_dict(self.latency).get("runner") or "shell")
+
     # -- accuracy ------------------------------------------------------------------------------
     @property
     def vs_reference(self) -> dict:
@@ -223,6 +229,7 @@ class CellData:
             "variant_id": self.variant_id,
             "variant_sha256": self.variant_sha256,
             "delegate": self.delegate,
+            "runner": self.runner,
             "status": self.status,
             "reason": self.reason,
             "started": self.started,

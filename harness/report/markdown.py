@@ -95,18 +95,27 @@ def _all_cells(run: RunData) -> list[str]:
     if not run.cells:
         return []
     lines = ["<details><summary>All cells</summary>", ""]
-    header = ["device", "variant", "delegate", "avg ms", "spread", "IoU ref", "IoU GT", "status"]
+    header = ["device", "variant", "delegate", "runner", "avg ms", "spread", "IoU ref", "IoU GT"]
+    header.append("status")
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join("---" for _ in header) + "|")
     for c in run.cells:
         status = "ok" if not c.failing else ("FAILED" if not c.ok else md(c.signature or "?"))
         lines.append(
-            f"| {_device(c)} | {md(c.variant_id)} | {md(c.delegate)} | {fmt.ms(c.avg_ms)} | "
+            f"| {_device(c)} | {md(c.variant_id)} | {md(c.delegate)} | {md(c.runner)} | "
+            f"{fmt.ms(c.avg_ms)} | "
             f"{fmt.pct(c.spread_pct, signed=False)} | {fmt.iou(c.iou_ref)} | "
             f"{fmt.iou(c.iou_gt)} | {status} |"
         )
-    lines += ["", "</details>", ""]
+    lines += ["", RUNNER_NOTE, "", "</details>", ""]
     return lines
+
+
+RUNNER_NOTE = (
+    "Runner: `shell` = benchmark_model started by adb shell, `apk` = the benchmark app in the "
+    "foreground (timings read from logcat). The accuracy pass always runs the binary: the APK "
+    "writes no output file."
+)
 
 
 def render_markdown(report: ReportData) -> str:

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from harness.bench import run
+from harness.bench import finish, run
 from harness.store import CellRecord, Store
 
 
@@ -37,12 +37,12 @@ def test_cells_are_stored_in_order_and_undecodable_outputs_fail(tmp_path, monkey
             raise ValueError("cannot reshape array of size 3")
         return {"n": len(raw)}, b"blob"
 
-    monkeypatch.setattr(run, "_accuracy", accuracy)
+    monkeypatch.setattr(finish, "_accuracy", accuracy)
     store_path = tmp_path / "r.db"
     with Store(store_path) as store:
         run_id = store.create_run({})
     seen: list[CellRecord] = []
-    finisher = run._Finisher(_shared(store_path, run_id, seen), "phone")
+    finisher = finish._Finisher(_shared(store_path, run_id, seen), "phone")
     for n, target in enumerate(["good", "bad", "good", "good"]):
         finisher.submit(_cell(run_id, n), target, np.zeros((2, 4), np.uint8))
     finisher.close()
@@ -55,12 +55,12 @@ def test_cells_are_stored_in_order_and_undecodable_outputs_fail(tmp_path, monkey
 
 
 def test_drain_waits_for_queued_cells(tmp_path, monkeypatch):
-    monkeypatch.setattr(run, "_accuracy", lambda *a: (time.sleep(0.1), ({}, b""))[1])
+    monkeypatch.setattr(finish, "_accuracy", lambda *a: (time.sleep(0.1), ({}, b""))[1])
     store_path = tmp_path / "r.db"
     with Store(store_path) as store:
         run_id = store.create_run({})
     seen: list[CellRecord] = []
-    finisher = run._Finisher(_shared(store_path, run_id, seen), "phone")
+    finisher = finish._Finisher(_shared(store_path, run_id, seen), "phone")
     for n in range(3):
         finisher.submit(_cell(run_id, n), "t", np.zeros(1, np.uint8))
     finisher.drain(timeout=10)  # what Ctrl-C does before marking the run interrupted

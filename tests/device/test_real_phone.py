@@ -48,3 +48,67 @@ def test_push_pull_and_cache(phone, tmp_path):
     phone.pull(remote, back)
     assert hashlib.sha256(back.read_bytes()).hexdigest() == first.sha256
     phone.shell(["rm", "-rf", "/data/local/tmp/harness-test"])
+
+
+def test_phone_state_reads(phone):
+    from harness.bench.phone import read_state
+
+    state = read_state(phone)
+    assert state.battery_level is not None and 0 <= state.battery_level <= 100
+    assert state.charging is not None and state.screen_on is not None
+    assert state.hottest_c is None or 0 < state.hottest_c < 120
+
+
+def _pinned(kind, abi):
+    from harness import assets
+    from harness.errors import AssetError
+
+    try:
+        return assets.usable(abi, kind)
+    except AssetError as exc:  # not an error of the phone: say what to run
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from harness.convert import testing
+    from harness.convert.pipeline import ConvertOptions, convert_model
+    from harness.convert.variants import Head, Precision
+
+    folder = tmp_path_factory.mktemp("device") / "tiny"
+    testing.make_model_folder(folder, size=64, n_train=64, n_val=8, epochs=2, seed=1)
+    convert_model(
+        folder, ConvertOptions(heads=(Head.SIGMOID,), precisions=(Precision.FP32,), accuracy=False)
+    )
+    return folder
+
+
+@pytest.mark.parametrize("runner", ["shell", "apk"])
+def test_bench_real_abi_path(phone, tiny_model, tmp_path, runner):
+    """The real path end to end: pinned binary (and APK) pushed, run, parsed, stored."""
+    from harness import assets
+    from harness.bench.run import BenchOptions, run_bench
+
+    info = phone.probe()
+    binary = _pinned(assets.AssetKind.BINARY, info.abi)
+    expected = binary.actual_sha256
+    if runner == "apk":
+        expected = _pinned(assets.AssetKind.APK, info.abi).actual_sha256
+    out = run_bench(
+        BenchOptions(
+            model=str(tiny_model),
+            devices=(phone.serial,),
+            store=str(tmp_path / "r.db"),
+            delegates="cpu,gpu",
+            runs=5,
+            warmup=1,
+            repeats=2,
+            images=2,
+            runner=runner,
+        )
+    )
+    assert len(out.cells) == 2
+    for cell in out.cells:
+        assert cell.ok, cell.reason
+        assert cell.latency["runner"] == runner and cell.latency["runner_sha256"] == expected
+        assert cell.latency["avg_ms"] > 0 and cell.delegation["virtual"] is False

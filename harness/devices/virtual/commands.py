@@ -47,6 +47,15 @@ def start(
             "hang[=MATCH], truncate[=MATCH]. See docs/reliability.md.",
         ),
     ] = "",
+    abi: Annotated[
+        str,
+        typer.Option(
+            "--abi",
+            help="Present a real ABI (arm64-v8a, armeabi-v7a, x86_64, x86) instead of "
+            "harness-virtual: bench then takes a real phone's path (that ABI's pinned binary "
+            "from the asset manifest). Still labelled virtual. See docs/virtual-phone.md.",
+        ),
+    ] = "",
     adb: AdbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -58,13 +67,16 @@ def start(
         servers=resolve_servers(adb),
         faults=tuple(f for f in faults.split(",") if f),
         chaos=spec,
+        abi=abi,
     )
     if as_json:
         typer.echo(json.dumps(asdict(record), indent=2))
         return
     console().print(
         f"started virtual [bold]{record.model}[/] as [bold]{record.serial}[/] "
-        f"(profile {record.profile}, pid {record.pid}); try: harness devices"
+        f"(profile {record.profile}"
+        + (f", ABI {record.abi}" if record.abi else "")
+        + f", pid {record.pid}); try: harness devices"
     )
 
 
@@ -116,13 +128,14 @@ def list_(as_json: JsonOption = False) -> None:
         console().print("no virtual phones running")
         return
     table = Table(title="Virtual phones", title_justify="left")
-    for col in ("serial", "model", "profile", "pid", "faults", "adb servers"):
+    for col in ("serial", "model", "profile", "ABI", "pid", "faults", "adb servers"):
         table.add_column(col)
     for r in records:
         table.add_row(
             r.serial,
             r.model,
             r.profile,
+            r.abi or "harness-virtual",
             str(r.pid),
             ",".join(r.faults) or "-",
             ", ".join(r.servers),

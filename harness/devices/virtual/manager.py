@@ -22,7 +22,7 @@ from pathlib import Path
 from harness import config
 from harness.devices.adb import AdbServer, connect, disconnect, ensure_server
 from harness.devices.virtual.chaos import CHAOS_FILE, ChaosSpec, Drop, LinkFaults
-from harness.devices.virtual.profiles import load_profile, resolve_faults
+from harness.devices.virtual.profiles import check_abi, load_profile, resolve_faults
 from harness.devices.virtual.server import BIND_HOST
 from harness.errors import UsageError, VirtualPhoneError
 
@@ -41,6 +41,7 @@ class VirtualRecord:
     servers: list[str]
     faults: list[str]
     started: float
+    abi: str = ""  # a real ABI presented instead of harness-virtual (--abi); "" = virtual
 
     @property
     def alive(self) -> bool:
@@ -102,8 +103,10 @@ def start(
     faults: tuple[str, ...] = (),
     timeout: float = 20.0,
     chaos: ChaosSpec | None = None,
+    abi: str = "",
 ) -> VirtualRecord:
     profile = load_profile(profile_name)  # UsageError for an unknown profile
+    check_abi(abi)  # UsageError for an ABI a virtual phone cannot present
     effective = resolve_faults(profile, tuple(faults))  # UsageError for an unknown fault
     if port is not None and not 0 < port < 65536:
         raise UsageError(f"--port must be 1-65535, got {port}")
@@ -133,6 +136,8 @@ def start(
         str(ready),
         "--faults",
         ",".join(faults),
+        "--abi",
+        abi,
     ]
     env = dict(
         os.environ,
@@ -170,6 +175,7 @@ def start(
         servers=[s.address for s in servers],
         faults=list(effective),
         started=time.time(),
+        abi=abi,
     )
     (registry_dir() / f"{port}.json").write_text(json.dumps(asdict(record), indent=2))
     try:

@@ -16,6 +16,9 @@ from harness import config
 from harness.errors import UsageError
 
 VIRTUAL_ABI = "harness-virtual"
+# ABIs a virtual phone may present instead (``harness virtual start --abi``): then the harness
+# takes a real phone's path (the ABI's pinned binary from the asset manifest, pushed and run).
+REAL_ABIS = ("arm64-v8a", "armeabi-v7a", "x86_64", "x86")
 VIRTUAL_FEATURES = ["shell_v2", "stat_v2", "ls_v2", "fixed_push_mkdir"]
 
 
@@ -39,11 +42,12 @@ class Profile:
     def model(self) -> str:
         return self.props["ro.product.model"]
 
-    def getprop(self) -> dict[str, str]:
-        """The full property set a virtual phone reports (virtual ABI, marked virtual)."""
+    def getprop(self, abi: str = "") -> dict[str, str]:
+        """The full property set a virtual phone reports: the virtual ABI, or ``abi`` (a real
+        one, ``--abi``); marked virtual either way (``ro.harness.virtual``)."""
         props = dict(self.props)
-        props["ro.product.cpu.abi"] = VIRTUAL_ABI
-        props["ro.product.cpu.abilist"] = VIRTUAL_ABI
+        props["ro.product.cpu.abi"] = abi or VIRTUAL_ABI
+        props["ro.product.cpu.abilist"] = abi or VIRTUAL_ABI
         props["ro.harness.virtual"] = "1"
         props["ro.harness.profile"] = self.name
         props["ro.harness.emulated_abi"] = self.abi
@@ -85,6 +89,15 @@ def resolve_faults(profile: Profile, requested: tuple[str, ...] = ()) -> tuple[s
         if name not in known:
             raise UsageError(f"profile {profile.name}: unknown default fault {name!r}")
     return tuple(faults)
+
+
+def check_abi(abi: str) -> str:
+    """'' (the virtual ABI) or one of REAL_ABIS; anything else is a usage error."""
+    if abi and abi not in REAL_ABIS:
+        raise UsageError(
+            f"--abi {abi}: not an ABI a virtual phone can present ({', '.join(REAL_ABIS)})"
+        )
+    return abi
 
 
 def profiles_dir() -> Path:

@@ -16,10 +16,11 @@ import sys
 from pathlib import Path
 
 from harness import config
-from harness.devices.virtual import bm_client
+from harness.devices.virtual import android_tools, bm_client
 from harness.devices.virtual.profiles import Profile
 
 _CLIENT = Path(bm_client.__file__).resolve()
+_TOOLS = Path(android_tools.__file__).resolve()
 
 # Top-level device folders that live in the sandbox. Anything else (/bin/sh, /dev/null, /proc)
 # is the host's, like the toybox tools a phone's shell provides.
@@ -77,12 +78,13 @@ class Sandbox:
             "HARNESS_VIRTUAL_PYTHON": sys.executable,
             "PYTHONPATH": str(config.REPO_ROOT),
             "PYTHONDONTWRITEBYTECODE": "1",
+            "HARNESS_VIRTUAL_TOOLS": str(_TOOLS),  # pm, am, logcat (android_tools.py)
             # Read by the benchmark_model launcher: hand invocations to the fork server.
             **({"HARNESS_VIRTUAL_CLIENT": str(_CLIENT)} if self.fork_server else {}),
         }
 
     # -- building -----------------------------------------------------------------------------
-    def build(self, profile: Profile, faults: tuple[str, ...] = ()) -> None:
+    def build(self, profile: Profile, faults: tuple[str, ...] = (), abi: str = "") -> None:
         """Create (or refresh) the device tree; files the harness pushed earlier are kept."""
         r = self.root
         for sub in (
@@ -96,12 +98,16 @@ class Sandbox:
         link = r / "storage" / "emulated" / "0"
         if not link.is_symlink():
             link.symlink_to("../../sdcard")
-        props = profile.getprop()
+        props = profile.getprop(abi)
         props["ro.harness.faults"] = ",".join(faults)  # what this virtual phone emulates
         _write(
             r / ".harness" / "props", "".join(f"[{k}]: [{v}]\n" for k, v in sorted(props.items()))
         )
         _write(r / ".harness" / "dumpsys" / "battery", _battery_text(profile))
+        _write(r / ".harness" / "dumpsys" / "power", "  mWakefulness=Awake\n")
+        _write(r / ".harness" / "dumpsys" / "thermalservice", "Thermal Status: 0\n")
+        if not (r / ".harness" / "top").exists():  # busy processes a test may list
+            _write(r / ".harness" / "top", "")
         _write(
             r / ".harness" / "dumpsys" / "SurfaceFlinger",
             f"GLES: {profile.gpu_vendor}, {profile.gpu_renderer}, {profile.gles_version}\n",
@@ -125,6 +131,10 @@ class Sandbox:
             _write(zone / "temp", f"{round(temp_c * 1000)}\n")
         _write_exec(r / "system/bin/getprop", _GETPROP)
         _write_exec(r / "system/bin/dumpsys", _DUMPSYS)
+        _write_exec(r / "system/bin/top", _TOP)
+        for tool in ("pm", "am", "logcat"):
+            _write_exec(r / "system/bin" / tool, _TOOL_LAUNCHER.format(tool=tool))
+        _write(r / ".harness" / "logcat", "")  # a (re)started phone has an empty log buffer
         sh = r / "system/bin/sh"
         if not sh.is_symlink():
             sh.symlink_to("/bin/sh")
@@ -153,6 +163,20 @@ props="$HARNESS_VIRTUAL_ROOT/.harness/props"
 if [ $# -eq 0 ]; then cat "$props"; exit 0; fi
 awk -v k="[$1]: [" 'index($0, k) == 1 { v = substr($0, length(k) + 1); sub(/\]$/, "", v); print v; found = 1 }
   END { if (!found) print "" }' "$props"
+"""
+
+_TOOL_LAUNCHER = """#!/bin/sh
+# {tool} for the virtual phone (harness/devices/virtual/android_tools.py)
+exec "$HARNESS_VIRTUAL_PYTHON" -S -E -B "$HARNESS_VIRTUAL_TOOLS" {tool} "$@"
+"""
+
+_TOP = r"""#!/bin/sh
+# top for the virtual phone: the phone's processes are listed in .harness/top (empty: idle);
+# the host's own load is not the phone's (toybox top -b -n 1 output format)
+echo "Tasks: 1 total,   1 running,   0 sleeping,   0 stopped,   0 zombie"
+echo "  PID USER         PR  NI VIRT  RES  SHR S[%CPU] %MEM     TIME+ ARGS"
+cat "$HARNESS_VIRTUAL_ROOT/.harness/top" 2>/dev/null
+exit 0
 """
 
 _DUMPSYS = r"""#!/bin/sh
