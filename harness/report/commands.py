@@ -34,7 +34,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 def _open_store(path: Path) -> Store:
     if not Path(path).is_file():
         raise UsageError(f"{path}: no results store; run harness bench first (or pass --store)")
-    return Store(path)
+    return Store(path, create=False)  # never writes a schema into a file that is no store
 
 
 def parse_formats(text: str) -> list[str]:
