@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.bench import compare
+from harness.bench import checks, compare
 from harness.bench.measure import CellFailed, Settings, accuracy_pass, latency_pass
 from harness.bench.plan import Target, eval_images, input_key, resolve_delegates, resolve_targets
 from harness.bench.stage import Staged, local_inputs, stage
@@ -112,6 +112,7 @@ class _Shared:
     lock: threading.Lock = field(default_factory=threading.Lock)
     outcome: Outcome | None = None
     finishers: list = field(default_factory=list)  # one _Finisher per device
+    submitted: set = field(default_factory=set)  # (serial, variant sha256, delegate) handed on
 
 
 def _affinity(device: Device, info: DeviceInfo) -> str | None:
@@ -202,6 +203,8 @@ class _Finisher:
             shared.finishers.append(self)
 
     def submit(self, cell: CellRecord, target: Target, raw: np.ndarray | None = None) -> None:
+        with self.shared.lock:
+            self.shared.submitted.add((cell.serial, cell.variant_sha256, cell.delegate))
         self.jobs.put((cell, target, raw))
 
     def close(self, timeout: float | None = None) -> None:
@@ -426,6 +429,32 @@ def _worker(
         finisher.close()
 
 
+def _guarded_worker(
+    entry: adb.DeviceEntry,
+    device: Device,
+    info: DeviceInfo,
+    cells: list[tuple[Target, Delegate]],
+    shared: _Shared,
+    reconnect_wait: float,
+) -> None:
+    """:func:`_worker`; a bug in it must not drop cells silently: the cells it had not
+    handed on are recorded as failed, with the error (the run then exits 10, not 0)."""
+    try:
+        _worker(entry, device, info, cells, shared, reconnect_wait)
+    except Exception as exc:
+        if shared.stop.is_set():
+            return
+        reason = f"internal error: {type(exc).__name__}: {exc}"
+        finisher = _Finisher(shared, entry.serial)
+        try:
+            for target, delegate in cells:
+                if (entry.serial, target.sha256, delegate.value) not in shared.submitted:
+                    cell = _failed_cell(shared, entry.serial, target, delegate, reason)
+                    finisher.submit(cell, target)
+        finally:
+            finisher.close()
+
+
 def _sigterm_interrupts():
     """SIGTERM (a lab runner stopping us) takes the same path as Ctrl-C: finished cells are
     kept, the run is marked interrupted. Only possible from the main thread."""
@@ -457,22 +486,7 @@ def run_bench(
         opts = BenchOptions(**{**asdict(opts), **config["options"]})
     model_name, targets = resolve_targets(opts.model, opts.variants)
     delegates = resolve_delegates(opts.delegates)
-    for value, name in ((opts.runs, "--runs"), (opts.repeats, "--repeats")):
-        if value < 1:
-            raise UsageError(f"{name} must be at least 1")
-    if opts.warmup < 0:
-        raise UsageError("--warmup must be 0 or more")
-    if opts.images < 1:
-        raise UsageError("--images must be at least 1")
-    for value, name in (
-        (opts.reconnect_wait, "--reconnect-wait"),
-        (opts.cooldown or 0.0, "--cooldown"),
-        (opts.wait_lock, "--wait"),
-    ):
-        if value < 0:
-            raise UsageError(f"{name} must be 0 or more")
-    if not opts.timeout > 0:
-        raise UsageError("--timeout must be more than 0 seconds")
+    checks.bench_options(opts)
     if opts.eval_set != "synthetic" and not Path(opts.eval_set).is_dir():
         raise UsageError(f"--eval-set {opts.eval_set}: not a folder (or 'synthetic')")
     servers = adb.resolve_servers(list(opts.adb) or None)
@@ -562,7 +576,7 @@ def run_bench(
         shared.outcome = outcome
         threads = [
             threading.Thread(
-                target=_worker,
+                target=_guarded_worker,
                 args=(e, d, i, c, shared, opts.reconnect_wait),
                 daemon=True,
                 name=f"bench-{e.serial}",
@@ -587,7 +601,14 @@ def run_bench(
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
         all_cells = store.cells(run_id)
-        outcome.status = "complete" if all(c.ok for c in all_cells) else "partial"
+        planned = {
+            CellKey(e.serial, t.sha256, d.value)
+            for e, _ in devices
+            for t in targets
+            for d in delegates
+        }
+        whole = all(c.ok for c in all_cells) and planned <= {c.key for c in all_cells}
+        outcome.status = "complete" if whole else "partial"
         store.finish_run(run_id, outcome.status)
         outcome.wall_seconds = time.monotonic() - wall0
         return outcome

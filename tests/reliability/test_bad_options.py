@@ -1,0 +1,102 @@
+"""Options that once got through (issue 13): infinite and NaN durations, zero threads, huge
+image counts, empty delegate lists. Each is a one-line error, exit 2, before anything is
+created; a bug inside a device worker fails its cells instead of dropping them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from harness.bench import checks
+from harness.bench.run import BenchOptions, run_bench
+from harness.errors import ExitCode, UsageError
+from tests.reliability.conftest import one_line_error
+
+
+def _cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=120,
+    )
+
+
+BENCH_CASES = [
+    (["--timeout", "inf"], "--timeout"),
+    (["--timeout", "1e10"], "--timeout must be at most"),
+    (["--timeout", "nan"], "--timeout"),
+    (["--cooldown", "nan"], "--cooldown"),
+    (["--wait", "nan"], "--wait"),
+    (["--wait", "inf"], "--wait"),
+    (["--reconnect-wait", "nan"], "--reconnect-wait"),
+    (["--threads", "0"], "--threads must be at least 1"),
+    (["--threads", "-2"], "--threads must be at least 1"),
+    (["--images", "100000"], "--images must be at most"),
+    (["--delegates", ""], "names no delegate"),
+    (["--delegates", ",,,"], "names no delegate"),
+]
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"), BENCH_CASES, ids=[" ".join(c[0]) for c in BENCH_CASES]
+)
+def test_bad_bench_option_is_one_line_exit_2(bench_model, tmp_path, extra, needle):
+    store = tmp_path / "r.db"
+    result = _cli("bench", "--model", bench_model, "--device", "none", "--store", store, *extra)
+    assert result.returncode == ExitCode.USAGE, result.stderr
+    assert one_line_error(result.stderr) and needle in result.stderr, result.stderr
+    assert not store.exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [(["--timeout", "inf"], "--timeout"), (["--tolerance", "nan"], "--tolerance")],
+    ids=["timeout-inf", "tolerance-nan"],
+)
+def test_bad_diagnose_option_is_one_line_exit_2(bench_model, tmp_path, extra, needle):
+    store = tmp_path / "r.db"
+    before = sorted(p.name for p in bench_model.iterdir())
+    result = _cli("diagnose", "--model", bench_model, "--device", "none", "--store", store, *extra)
+    assert result.returncode == ExitCode.USAGE, result.stderr
+    assert one_line_error(result.stderr) and needle in result.stderr, result.stderr
+    assert not store.exists() and sorted(p.name for p in bench_model.iterdir()) == before
+
+
+def test_eval_set_memory_is_checked_before_it_is_made():
+    checks.eval_memory(10000, 128, 128, 3)  # 0.46 GiB: fine
+    with pytest.raises(UsageError, match="needs 18.3 GiB"):
+        checks.eval_memory(100000, 256, 256, 3)
+
+
+def test_a_worker_bug_fails_its_cells_instead_of_dropping_them(
+    bench_model, phone, tmp_path, monkeypatch
+):
+    """What ``--timeout inf`` once did (OverflowError in the worker): cells neither measured
+    nor recorded, run 'complete', exit 0. Now every cell is stored failed, the run partial."""
+    from harness.bench import run as run_mod
+
+    def broken(*_args, **_kwargs):
+        raise OverflowError("timeout value is too large")
+
+    monkeypatch.setattr(run_mod, "_measure_cell", broken)
+    store = tmp_path / "r.db"
+    opts = BenchOptions(
+        model=str(bench_model),
+        devices=(phone.serial,),
+        variants="sigmoid-fp32",
+        delegates="cpu,gpu",
+        runs=1,
+        warmup=0,
+        repeats=1,
+        images=1,
+        store=str(store),
+    )
+    outcome = run_bench(opts)
+    assert outcome.status == "partial"
+    assert len(outcome.cells) == 2 and not any(c.ok for c in outcome.cells)
+    assert all("internal error: OverflowError" in c.reason for c in outcome.cells)
