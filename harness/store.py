@@ -234,10 +234,11 @@ class Store:
                 _, _, table, _, _, column, *_ = statement.split()
                 if column not in _columns(self.db, table):
                     self.db.execute(statement)
-        self.db.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-            (str(SCHEMA_VERSION),),
-        )
+        if row is None or row[0] != str(SCHEMA_VERSION):  # a store that is read is not written
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
         for table, columns in _expected_columns().items():
             if missing := sorted(columns - _columns(self.db, table)):
                 raise UsageError(
@@ -299,6 +300,24 @@ class Store:
                 ),
             )
         return run_id
+
+    def claim_run(self, run_id: str) -> None:
+        """A resumed run is this process's now (status ``running``, this host and pid);
+        DeviceBusy while the process that has it is alive."""
+        from harness.errors import DeviceBusy
+
+        with self.transaction() as db:
+            row = db.execute("SELECT status, host, pid FROM runs WHERE id = ?", (run_id,))
+            status, host, pid = row.fetchone()
+            here = socket.gethostname()
+            alive = host == here and pid and pid != os.getpid() and not _gone(host, pid)
+            if status == "running" and alive:
+                raise DeviceBusy(f"run {run_id} is still running (pid {pid})")
+            db.execute(
+                "UPDATE runs SET status = 'running', finished = NULL, host = ?, pid = ? "
+                "WHERE id = ?",
+                (here, os.getpid(), run_id),
+            )
 
     def finish_run(self, run_id: str, status: str) -> None:
         with self.transaction() as db:

@@ -8,8 +8,10 @@ keep the eval set in memory. Names give the option as the user typed it.
 from __future__ import annotations
 
 import math
+import socket
+from pathlib import Path
 
-from harness.errors import UsageError
+from harness.errors import DeviceBusy, UsageError
 
 MAX_SECONDS = 86400.0  # one day: the longest wait or timeout any option accepts
 MAX_IMAGES = 10000
@@ -56,3 +58,45 @@ def bench_options(opts) -> None:  # noqa: ANN001 - a BenchOptions (run.py import
     seconds(opts.reconnect_wait, "--reconnect-wait")
     seconds(opts.cooldown, "--cooldown")
     seconds(opts.wait_lock, "--wait")
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _same(key: str, given: object, stored: object) -> bool:
+    if key in ("model", "eval_set") and isinstance(given, str) and isinstance(stored, str):
+        return given == stored or Path(given).resolve() == Path(stored).resolve()
+    return given == stored
+
+
+def resume_plan(run_id: str, run: dict, given: dict, defaults: dict) -> dict:
+    """The options a resumed run measures with: its own plan, devices included.
+
+    ``given``: the options as passed now; ``defaults``: their defaults. A value given that
+    differs from the plan (other than a default left alone) is an error, not silently
+    ignored; so is a device the plan does not have. DeviceBusy while the run's process lives.
+    """
+    if run["status"] == "running" and run.get("pid") and run.get("host") == socket.gethostname():
+        raise DeviceBusy(
+            f"run {run_id} is still running (pid {run['pid']}): wait for it to end, "
+            "or stop it, then resume"
+        )
+    config = run["config"]
+    stored = config["options"]
+    for key, value in stored.items():
+        now = given.get(key)
+        if key != "model" and now == defaults.get(key):
+            continue  # left at its default: the plan's value is used
+        if not _same(key, now, value):
+            raise UsageError(
+                f"--resume {run_id}: {_flag(key)} {now} differs from the run's plan "
+                f"({value}); a resumed run keeps its plan (start a new run to change it)"
+            )
+    planned = list(config.get("devices") or [])
+    if extra := [d for d in given.get("devices", ()) if d not in planned]:
+        raise UsageError(
+            f"--resume {run_id}: device {extra[0]!r} is not in the run's plan "
+            f"({', '.join(planned) or 'none'}); resume without --device, or with its serials"
+        )
+    return {**stored, "devices": tuple(given.get("devices") or planned)}

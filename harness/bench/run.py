@@ -481,9 +481,12 @@ def run_bench(
             raise UsageError(f"{opts.store}: no such results store")
         with Store(opts.store) as prior:
             run_id = prior.resolve_run(resume)
-            config = prior.run(run_id)["config"]
+            prior_run = prior.run(run_id)
+            config = prior_run["config"]
             done = prior.done_keys(run_id, only_ok=True)  # failed cells are measured again
-        opts = BenchOptions(**{**asdict(opts), **config["options"]})
+        defaults = asdict(BenchOptions(model=""))
+        plan = checks.resume_plan(run_id, prior_run, asdict(opts), defaults)
+        opts = BenchOptions(**{**asdict(opts), **plan})
     model_name, targets = resolve_targets(opts.model, opts.variants)
     delegates = resolve_delegates(opts.delegates)
     checks.bench_options(opts)
@@ -522,7 +525,9 @@ def run_bench(
             inputs_by_key.setdefault(key, local_inputs(key, images, t))
         # Opened only now: bad input (model, eval set, device) leaves no store or run behind.
         store = Store(opts.store)
-        if not resume:
+        if resume:
+            store.claim_run(run_id)  # DeviceBusy if another process resumed it meanwhile
+        else:
             config = {
                 "options": opts.plan_config(),
                 "model": model_name,

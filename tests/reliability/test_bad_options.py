@@ -100,3 +100,76 @@ def test_a_worker_bug_fails_its_cells_instead_of_dropping_them(
     assert outcome.status == "partial"
     assert len(outcome.cells) == 2 and not any(c.ok for c in outcome.cells)
     assert all("internal error: OverflowError" in c.reason for c in outcome.cells)
+
+
+# -- resume pins its plan ----------------------------------------------------------------------
+
+
+def _stored_run(path, model: str, status: str = "interrupted") -> str:
+    from dataclasses import asdict
+
+    from harness.store import Store
+
+    options = BenchOptions(model=model, runs=2, warmup=0, repeats=1, images=1).plan_config()
+    with Store(path) as store:
+        run = store.create_run({"options": options, "devices": ["127.0.0.1:7999"]})
+        if status != "running":
+            store.finish_run(run, status)
+    assert asdict(BenchOptions(model=model))["runs"] == 20  # the CLI default differs from 2
+    return run
+
+
+RESUME_CASES = [
+    (["--device", "127.0.0.1:7001"], "device '127.0.0.1:7001' is not in the run's plan"),
+    (["--runs", "5"], "--runs 5 differs from the run's plan (2)"),
+    (["--delegates", "gpu"], "--delegates gpu differs from the run's plan (None)"),
+    (["--images", "3"], "--images 3 differs"),
+]
+
+
+@pytest.mark.parametrize(("extra", "needle"), RESUME_CASES, ids=[c[0][0] for c in RESUME_CASES])
+def test_resume_keeps_its_plan(tmp_path, extra, needle):
+    store = tmp_path / "r.db"
+    model = str(tmp_path / "m.tflite")
+    run = _stored_run(store, model)
+    before = store.read_bytes()
+    result = _cli("bench", "--model", model, "--store", store, "--resume", run, *extra)
+    assert result.returncode == ExitCode.USAGE, result.stderr
+    assert one_line_error(result.stderr) and needle in result.stderr, result.stderr
+    assert store.read_bytes() == before
+
+
+def test_resume_with_another_model_is_refused(tmp_path):
+    store = tmp_path / "r.db"
+    run = _stored_run(store, str(tmp_path / "m.tflite"))
+    result = _cli("bench", "-m", tmp_path / "other.tflite", "--store", store, "--resume", run)
+    assert result.returncode == ExitCode.USAGE and one_line_error(result.stderr)
+    assert "--model" in result.stderr and "differs from the run's plan" in result.stderr
+
+
+def test_resume_of_a_run_whose_process_lives_is_refused(tmp_path):
+    """The run was created by this (live) test process: another process may not resume it."""
+    store = tmp_path / "r.db"
+    model = str(tmp_path / "m.tflite")
+    run = _stored_run(store, model, status="running")
+    result = _cli("bench", "--model", model, "--store", store, "--resume", run)
+    assert result.returncode == ExitCode.DEVICE_BUSY, result.stderr
+    assert one_line_error(result.stderr) and f"pid {os.getpid()}" in result.stderr
+
+
+def test_resume_plan_uses_the_stored_devices_and_options():
+    import socket
+
+    defaults = {"runs": 20, "delegates": None, "devices": (), "model": ""}
+    run = {
+        "status": "interrupted",
+        "host": socket.gethostname(),
+        "pid": 1,
+        "config": {"options": {"model": "m", "runs": 2, "delegates": "cpu"}, "devices": ["A"]},
+    }
+    given = {"model": "m", "runs": 20, "delegates": None, "devices": ()}
+    plan = checks.resume_plan("r", run, given, defaults)
+    assert plan == {"model": "m", "runs": 2, "delegates": "cpu", "devices": ("A",)}
+    assert checks.resume_plan("r", run, {**given, "runs": 2, "devices": ("A",)}, defaults)
+    with pytest.raises(UsageError, match="--model x differs"):
+        checks.resume_plan("r", run, {**given, "model": "x"}, defaults)
