@@ -173,3 +173,64 @@ def test_resume_plan_uses_the_stored_devices_and_options():
     assert checks.resume_plan("r", run, {**given, "runs": 2, "devices": ("A",)}, defaults)
     with pytest.raises(UsageError, match="--model x differs"):
         checks.resume_plan("r", run, {**given, "model": "x"}, defaults)
+
+
+# -- eval sets and output paths ------------------------------------------------------------------
+
+
+def _eval_folder(tmp_path, image: bytes | None = None, mask: bytes | None = None):
+    import cv2
+    import numpy as np
+
+    folder = tmp_path / "eval set"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    good = cv2.imencode(".png", np.full((8, 8, 3), 90, np.uint8))[1].tobytes()
+    (folder / "images" / "a.png").write_bytes(good if image is None else image)
+    (folder / "masks" / "a.png").write_bytes(good if mask is None else mask)
+    return folder
+
+
+@pytest.mark.parametrize("which", ["image", "mask"])
+def test_zero_byte_eval_file_is_a_usage_error(tmp_path, which):
+    from harness.train.data import load_folder
+
+    folder = _eval_folder(tmp_path, **{which: b""})
+    with pytest.raises(UsageError, match="is empty"):
+        load_folder(folder, 8)
+
+
+def test_fifo_and_device_eval_files_are_refused_unread(tmp_path):
+    """A FIFO would block the read forever, /dev/zero would read until MemoryError: both are
+    refused from their file type, before any read."""
+    from harness.train.data import load_folder
+
+    folder = _eval_folder(tmp_path)
+    image = folder / "images" / "a.png"
+    image.unlink()
+    os.mkfifo(image)
+    with pytest.raises(UsageError, match="not a regular file"):
+        load_folder(folder, 8)
+    image.unlink()
+    image.symlink_to("/dev/zero")
+    with pytest.raises(UsageError, match="not a regular file"):
+        load_folder(folder, 8)
+
+
+def test_report_out_that_is_a_file_and_gate_junit_that_is_a_folder(tmp_path):
+    from harness.store import Store
+
+    store = tmp_path / "r.db"
+    with Store(store):
+        pass
+    existing = tmp_path / "report.html"
+    existing.write_text("mine")
+    result = _cli("report", "--store", store, "--out", existing)
+    assert result.returncode == ExitCode.USAGE and one_line_error(result.stderr), result.stderr
+    assert "is a file: give a folder" in result.stderr and existing.read_text() == "mine"
+    folder = tmp_path / "junit dir"
+    folder.mkdir()
+    result = _cli("gate", "--store", store, "--junit", folder)
+    assert result.returncode == ExitCode.USAGE and one_line_error(result.stderr), result.stderr
+    assert "is a folder: give a file path" in result.stderr
+    assert list(folder.iterdir()) == [] and not list(tmp_path.glob(".*.tmp"))
