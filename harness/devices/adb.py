@@ -85,6 +85,11 @@ def ensure_server(server: AdbServer, start: bool = True) -> AdbServer:
         return server
     if not (start and server.is_local):
         raise AdbUnavailable(f"no adb server reachable at {server.address}")
+    if server.port < 1024:  # a privileged port is never an adb server's: not started there
+        raise AdbUnavailable(
+            f"no adb server reachable at {server.address} (harness starts a local adb server "
+            "only on ports 1024-65535)"
+        )
     env = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(server.port))
     try:
         proc = subprocess.run(

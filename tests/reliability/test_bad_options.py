@@ -234,3 +234,78 @@ def test_report_out_that_is_a_file_and_gate_junit_that_is_a_folder(tmp_path):
     assert result.returncode == ExitCode.USAGE and one_line_error(result.stderr), result.stderr
     assert "is a folder: give a file path" in result.stderr
     assert list(folder.iterdir()) == [] and not list(tmp_path.glob(".*.tmp"))
+
+
+# -- inspect -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--mean", "nan", "--std", "1"], "must be finite"),
+        (["--mean", "127.5", "--std", "inf"], "must be finite"),
+        (["--fg-channel", "99"], "--fg-channel 99"),
+        (["--fg-channel", "-1"], "--fg-channel -1"),
+    ],
+    ids=["mean-nan", "std-inf", "fg-99", "fg-negative"],
+)
+def test_bad_inspect_option_is_one_line_exit_2(bench_model, extra, needle):
+    model = bench_model / "variants" / "sigmoid-fp32.tflite"
+    result = _cli("inspect", model, *extra)
+    assert result.returncode == ExitCode.USAGE, result.stderr
+    assert one_line_error(result.stderr) and needle in result.stderr, result.stderr
+
+
+# -- start-up ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("port", ["notaport", "99999", "0", "-5"])
+def test_bad_adb_port_in_the_environment_is_one_line_exit_2(port):
+    env = {**os.environ, "ANDROID_ADB_SERVER_PORT": port}
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "devices"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == ExitCode.USAGE, result.stderr
+    assert one_line_error(result.stderr) and "ANDROID_ADB_SERVER_PORT" in result.stderr
+
+
+def test_no_adb_server_is_started_on_a_privileged_port():
+    from harness.devices import adb
+
+    result = _cli("devices", "--adb", "127.0.0.1:1")
+    assert result.returncode == ExitCode.ADB_UNAVAILABLE, result.stderr
+    assert one_line_error(result.stderr) and "1024-65535" in result.stderr
+    assert not adb.server_reachable(adb.AdbServer("127.0.0.1", 1))
+
+
+_INTERRUPT_DURING_IMPORTS = """
+import importlib.abc, os, signal, sys
+
+class Interrupt(importlib.abc.MetaPathFinder):
+    # Ctrl-C arrives exactly while the commands are being imported.
+    def find_spec(self, name, path, target=None):
+        if name == "harness.devices.commands":
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, Interrupt())
+sys.argv = ["harness", "devices"]
+from harness.cli import main
+main()
+"""
+
+
+def test_ctrl_c_during_imports_is_quiet_exit_130():
+    result = subprocess.run(
+        [sys.executable, "-c", _INTERRUPT_DURING_IMPORTS],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=120,
+    )
+    assert result.returncode == ExitCode.INTERRUPTED, result.stderr
+    assert result.stderr == "interrupted\n"
