@@ -162,3 +162,33 @@ def models_on(bench_model):
         return target
 
     return place
+
+
+def test_the_phone_authorizes_the_key_its_adb_server_uses(tmp_path):
+    """An adb server started with another HOME (so another key) than this process: the phone
+    reads that server's environment and authorizes its key, and the server connects."""
+    server = adb.AdbServer("127.0.0.1", free_port())
+    home = tmp_path / "server home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "ANDROID_ADB_SERVER_PORT": str(server.port)}
+    env.pop("ADB_VENDOR_KEYS", None)
+    started = subprocess.run(
+        [adb.adb_binary(), "-P", str(server.port), "start-server"], env=env, capture_output=True
+    )
+    assert started.returncode == 0, started.stderr
+    try:
+        assert adb.server_environ(server)["HOME"] == str(home)
+        server_key = adbkey.decode_public((home / ".android" / "adbkey.pub").read_text())
+        own = adbkey.load_public_keys(adbkey.key_files(os.environ))
+        assert server_key not in own  # the test's precondition: two different keys
+        record = manager.start("SM-G973F", port=free_port(), servers=[server])
+        try:
+            keys = (Path(record.root).parent / "adb_keys").read_text().split("\n")
+            assert adbkey.encode_public(server_key) in keys
+            assert not any(adbkey.encode_public(k) in keys for k in own)
+            listed = {e.serial: e.state for e in adb.list_devices([server], start=False)}
+            assert listed[record.serial] == "device"
+        finally:
+            manager.stop(record.serial)
+    finally:
+        adb.kill_server(server)
