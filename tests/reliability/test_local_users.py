@@ -70,9 +70,12 @@ def test_the_key_it_was_started_for_gets_a_shell(adb_server, foreign_key):
     public = adbkey.decode_public(foreign_key[1])
     record = manager.start("SM-G973F", port=free_port(), servers=[adb_server], extra_keys=[public])
     try:
-        result = _attack_with(foreign_key, record.port, "shell:echo served")
+        command = "shell:echo served; grep NoNewPrivs /proc/self/status"
+        result = _attack_with(foreign_key, record.port, command)
         assert result["seen"][:2] == ["AUTH 1", "CNXN"], result
         assert "served" in result["output"]
+        # What it runs cannot gain privileges (setuid programs): docs/virtual-phone.md.
+        assert result["output"].split("NoNewPrivs:")[1].split()[0] == "1", result["output"]
         keys = Path(record.root).parent / "adb_keys"
         assert adbkey.encode_public(public) in keys.read_text()
         assert len(keys.read_text().splitlines()) >= 2  # the adb server's key too
