@@ -317,3 +317,44 @@ def test_check_request(tmp_path):
     assert check(req("--graph=m.tflite", cpus=["0"]), str(root)) == "bad cpus"
     assert check({"argv": "--graph=x", "cwd": str(tmp)}, str(root)) is not None
     assert check(req("--graph=m.tflite", env={"A": 1}), str(root)) is not None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a listener of another uid needs root (CI is)")
+def test_a_server_of_another_user_gets_nothing(phone):
+    """Another account that took the fork server's socket name first (a squatter) gets no
+    request and no descriptors: the client checks the listener's uid and runs plain."""
+    env = {**phone(), "HARNESS_VIRTUAL_CLIENT": str(Path(bm_client.__file__))}
+    read_end, write_end = os.pipe()
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the squatter, as uid 65534
+        got = b"error"
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            import socket as sk
+
+            listener = sk.socket(sk.AF_UNIX, sk.SOCK_SEQPACKET)
+            listener.bind(bm_client.address(env["HARNESS_VIRTUAL_ROOT"]))
+            listener.listen(1)
+            os.write(ready_w, b"1")
+            listener.settimeout(60)
+            conn, _ = listener.accept()
+            conn.settimeout(60)
+            msg, fds, _, _ = sk.recv_fds(conn, 1 << 16, 3)
+            got = b"received %d bytes, %d fds" % (len(msg), len(fds))
+        except BaseException as exc:  # noqa: BLE001
+            got = repr(exc).encode()
+        finally:
+            os.write(write_end, got)
+            os._exit(0)
+    os.close(write_end)
+    os.close(ready_w)
+    assert os.read(ready_r, 1) == b"1"  # listening
+    run = _launch([f"--graph={_tmp(env) / 'missing.tflite'}"], env)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 1 and "Benchmarking failed" in stderr  # it ran (plain)
+    report = os.read(read_end, 200)
+    os.waitpid(pid, 0)
+    assert report == b"received 0 bytes, 0 fds", report
