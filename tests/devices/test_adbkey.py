@@ -68,3 +68,18 @@ def test_key_files_follow_home_and_vendor_keys(tmp_path, keypair):
     keys = adbkey.load_public_keys(files)  # the missing user key and the junk are skipped
     public = adbkey.decode_public(Path(f"{keypair}.pub").read_text())
     assert [(k.n, k.e) for k in keys] == [(public.n, public.e)]
+
+
+def test_a_phone_with_no_key_to_authorize_is_not_started(tmp_path, monkeypatch):
+    """No adb key anywhere (HOME without .android, no vendor keys): exit 8 before any phone
+    process starts, instead of a phone that nobody can use."""
+    from harness.devices.virtual import manager
+    from harness.errors import VirtualPhoneError
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("ADB_VENDOR_KEYS", raising=False)
+    monkeypatch.delenv("ANDROID_USER_HOME", raising=False)
+    remote = adb.AdbServer("192.0.2.1", 5037)  # not local: its environment cannot be read
+    with pytest.raises(VirtualPhoneError, match="no adb key to authorize"):
+        manager._write_keys(tmp_path / "adb_keys", [remote], [])
+    assert not (tmp_path / "adb_keys").exists()
