@@ -7,14 +7,40 @@ exits with its code (docs/exit-codes.md); anything else is a bug: exit 70, trace
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
 
-import typer
-from rich.markup import escape
-from typer.exceptions import Abort, Exit, TyperException
 
-from harness.errors import ExitCode, HarnessError
-from harness.ui import err_console
+def _interrupted_while_starting(_signum: int, _frame: object) -> None:
+    os.write(2, b"interrupted\n")
+    os._exit(130)  # nothing has been done yet: only imports were running
+
+
+# Ctrl-C while the commands are imported (seconds: TensorFlow, LiteRT) ends quietly with 130
+# instead of a traceback; the usual handler is back once they are (end of this module).
+_STARTING = threading.current_thread() is threading.main_thread() and (
+    signal.getsignal(signal.SIGINT) is signal.default_int_handler
+)
+if _STARTING:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+import typer  # noqa: E402
+from rich.markup import escape  # noqa: E402
+from typer.exceptions import Abort, Exit, TyperException  # noqa: E402
+
+from harness.config import adb_port_problem  # noqa: E402
+from harness.errors import ExitCode, HarnessError  # noqa: E402
+from harness.ui import err_console  # noqa: E402
+
+# adbutils reads ANDROID_ADB_SERVER_PORT when it is imported (below): a bad value is a one-line
+# usage error here rather than its traceback.
+if os.environ.get("ANDROID_ADB_SERVER_PORT") == "":
+    del os.environ["ANDROID_ADB_SERVER_PORT"]  # empty is unset (config.adb_servers_from_env)
+if _STARTING and (_problem := adb_port_problem(os.environ.get("ANDROID_ADB_SERVER_PORT"))):
+    os.write(2, f"error: {_problem}\n".encode())
+    sys.exit(int(ExitCode.USAGE))
 
 app = typer.Typer(
     name="harness",
@@ -79,6 +105,8 @@ def _register() -> None:
 
 
 _register()
+if _STARTING:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -36,10 +36,17 @@ def adb_servers_from_env() -> list[tuple[str, int]]:
     """The adb server named by the standard ANDROID_ADB_SERVER_HOST/PORT variables."""
     host = os.environ.get("ANDROID_ADB_SERVER_HOST") or DEFAULT_ADB_HOST
     port_text = os.environ.get("ANDROID_ADB_SERVER_PORT") or str(DEFAULT_ADB_PORT)
-    try:
-        port = int(port_text)
-    except ValueError:
+    if problem := adb_port_problem(port_text):
         from harness.errors import UsageError
 
-        raise UsageError(f"ANDROID_ADB_SERVER_PORT is not a port number: {port_text!r}") from None
-    return [(host, port)]
+        raise UsageError(problem)
+    return [(host, int(port_text))]
+
+
+def adb_port_problem(port_text: str | None) -> str | None:
+    """Why ANDROID_ADB_SERVER_PORT cannot be used (None: it can, or it is unset)."""
+    if not port_text:
+        return None
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
+        return f"ANDROID_ADB_SERVER_PORT must be a port number (1-65535), got {port_text!r}"
+    return None

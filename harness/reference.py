@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -284,8 +286,8 @@ def _load_cached(path: Path) -> np.ndarray | None:
     try:
         with np.load(path, allow_pickle=False) as data:
             return np.array(data["raw"])
-    except (OSError, KeyError, ValueError):
-        return None  # missing or corrupt cache entry: recompute
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
+        return None  # missing or corrupt (e.g. truncated) cache entry: recompute
 
 
 def _store(path: Path, raw: np.ndarray) -> None:

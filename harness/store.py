@@ -4,6 +4,11 @@ Everything a run measures is written as each cell finishes, in its own transacti
 interrupted run loses nothing and ``--resume RUN`` finishes the rest. WAL journal mode lets
 several processes write one store safely (SQLite serializes writers; readers never block).
 Only parameterized SQL is used.
+
+``meta.schema_version`` is checked on open: a store from a newer harness is refused (one line,
+exit 2) before anything is measured, an older one is migrated (:data:`_MIGRATIONS`), and a
+store whose tables lack a column this harness writes is refused too. Commands that only read
+(``Store(path, create=False)``) never write a schema into a file that is not a store.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from harness.errors import UsageError
 
 DEFAULT_STORE = Path("results") / "harness.db"
 _BUSY_TIMEOUT = 30.0  # seconds a writer waits for another to finish
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -86,6 +91,26 @@ CREATE TABLE IF NOT EXISTS diagnoses (
     data TEXT NOT NULL                 -- JSON: harness diagnose's diagnosis (docs/diagnose.md)
 );
 """
+
+# Migrations of older stores, each applied where its column is missing. Schema 2 added
+# runs.pid (version 1 stores written before it lack it).
+_ADDED_COLUMNS = ("ALTER TABLE runs ADD COLUMN pid INTEGER",)
+
+
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {r[0] for r in db.execute("SELECT name FROM pragma_table_info(?)", (table,))}
+
+
+def _expected_columns() -> dict[str, set[str]]:
+    """The columns of every table, as this harness creates them."""
+    db = sqlite3.connect(":memory:")
+    try:
+        for statement in filter(str.strip, _SCHEMA.split(";")):
+            db.execute(statement)
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {t: _columns(db, t) for t in tables}
+    finally:
+        db.close()
 
 
 @dataclass(frozen=True)
@@ -158,26 +183,68 @@ def encode_arrays(arrays: dict[str, Any]) -> bytes:
 
 
 class Store:
-    def __init__(self, path: str | os.PathLike = DEFAULT_STORE) -> None:
+    def __init__(self, path: str | os.PathLike = DEFAULT_STORE, create: bool = True) -> None:
+        """Open (``create``: or create) a results store. UsageError for a file that is not
+        one, or one written by a newer harness."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not create and not self.path.is_file():
+            raise UsageError(f"{self.path}: no results store; run harness bench first")
+        if not create and self.path.stat().st_size == 0:
+            raise UsageError(f"{self.path}: not a harness results store (empty file)")
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None)
+            tables = self._tables()
+            if tables and not tables & {"meta", "runs"}:  # runs: a store from before meta
+                raise UsageError(f"{self.path}: not a harness results store (no meta table)")
+            if not tables and not create:
+                raise UsageError(f"{self.path}: not a harness results store (no tables)")
             self._enable_wal()
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             with self.transaction():
-                for statement in filter(str.strip, _SCHEMA.split(";")):
-                    self.db.execute(statement)
-                columns = {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}
-                if "pid" not in columns:  # a store written before runs recorded their process
-                    self.db.execute("ALTER TABLE runs ADD COLUMN pid INTEGER")
-                self.db.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
+                self._prepare()
         except sqlite3.DatabaseError as exc:
+            self.db.close()
             raise UsageError(f"{self.path}: not a harness results store ({exc})") from exc
+        except UsageError:
+            self.db.close()
+            raise
+
+    def _tables(self) -> set[str]:
+        rows = self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        return {r[0] for r in rows}
+
+    def _prepare(self) -> None:
+        """Inside a transaction: create a new store, check the version, migrate an older one,
+        and make sure every column this harness writes is there."""
+        fresh = not self._tables()
+        for statement in filter(str.strip, _SCHEMA.split(";")):
+            self.db.execute(statement)  # IF NOT EXISTS: adds only missing tables
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = SCHEMA_VERSION if fresh else int(row[0]) if row and row[0].isdigit() else 1
+        if version > SCHEMA_VERSION:
+            raise UsageError(
+                f"{self.path}: written by a newer harness (store schema {version}, this harness "
+                f"knows up to {SCHEMA_VERSION}): upgrade harness to use it"
+            )
+        if version < SCHEMA_VERSION:
+            for statement in _ADDED_COLUMNS:
+                _, _, table, _, _, column, *_ = statement.split()
+                if column not in _columns(self.db, table):
+                    self.db.execute(statement)
+        if row is None or row[0] != str(SCHEMA_VERSION):  # a store that is read is not written
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+        for table, columns in _expected_columns().items():
+            if missing := sorted(columns - _columns(self.db, table)):
+                raise UsageError(
+                    f"{self.path}: table {table} lacks column {missing[0]}: not a store this "
+                    "harness can use (a newer or altered schema)"
+                )
 
     def _enable_wal(self) -> None:
         """Switch to WAL (persistent once set). The switch needs the database to itself and
@@ -233,6 +300,24 @@ class Store:
                 ),
             )
         return run_id
+
+    def claim_run(self, run_id: str) -> None:
+        """A resumed run is this process's now (status ``running``, this host and pid);
+        DeviceBusy while the process that has it is alive."""
+        from harness.errors import DeviceBusy
+
+        with self.transaction() as db:
+            row = db.execute("SELECT status, host, pid FROM runs WHERE id = ?", (run_id,))
+            status, host, pid = row.fetchone()
+            here = socket.gethostname()
+            alive = host == here and pid and pid != os.getpid() and not _gone(host, pid)
+            if status == "running" and alive:
+                raise DeviceBusy(f"run {run_id} is still running (pid {pid})")
+            db.execute(
+                "UPDATE runs SET status = 'running', finished = NULL, host = ?, pid = ? "
+                "WHERE id = ?",
+                (here, os.getpid(), run_id),
+            )
 
     def finish_run(self, run_id: str, status: str) -> None:
         with self.transaction() as db:

@@ -83,6 +83,8 @@ class _Finisher:
             shared.finishers.append(self)
 
     def submit(self, cell: CellRecord, target: Target, raw: np.ndarray | None = None) -> None:
+        with self.shared.lock:
+            self.shared.submitted.add((cell.serial, cell.variant_sha256, cell.delegate))
         self.jobs.put((cell, target, raw))
 
     def close(self, timeout: float | None = None) -> None:

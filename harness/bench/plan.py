@@ -120,9 +120,11 @@ def resolve_targets(model: str, variants: str | None = None) -> tuple[str, list[
 
 
 def resolve_delegates(text: str | None) -> list[Delegate]:
-    names = [n.strip() for n in (text or ",".join(DEFAULT_DELEGATES)).split(",") if n.strip()]
+    """``None``: the defaults; an empty list (``''`` as well as ``',,,'``) is an error."""
+    chosen = ",".join(DEFAULT_DELEGATES) if text is None else text
+    names = [n.strip() for n in chosen.split(",") if n.strip()]
     if not names:
-        raise UsageError("--delegates is empty")
+        raise UsageError(f"--delegates {text!r} names no delegate")
     return list(dict.fromkeys(parse_delegate(n) for n in names))
 
 
@@ -133,6 +135,9 @@ def eval_images(source: str, n: int, target: Target) -> tuple[str, np.ndarray, n
     h, w, c = target.input.height, target.input.width, target.input.channels
     if c not in (1, 3, 4):
         raise UsageError(f"{target.variant_id}: {c}-channel input is not an image")
+    from harness.bench.checks import eval_memory
+
+    eval_memory(n, h, w, c)  # before any image is made or read (no MemoryError later)
     if source == "synthetic":
         from harness.train.data import synthetic_portraits
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from harness import assets
-from harness.bench import phone
+from harness.bench import checks, phone
 from harness.bench.finish import _Finisher
 from harness.bench.measure import CellFailed, Runner, Settings, accuracy_pass, latency_pass
 from harness.bench.plan import Target, eval_images, input_key, resolve_delegates, resolve_targets
@@ -122,6 +122,7 @@ class _Shared:
     finishers: list = field(default_factory=list)  # one _Finisher per device
     require_cool: float | None = None
     cool_wait: float = 600.0
+    submitted: set = field(default_factory=set)  # (serial, variant sha256, delegate) handed on
 
 
 def _measure_cell(
@@ -330,6 +331,32 @@ def _worker(
         finisher.close()
 
 
+def _guarded_worker(
+    entry: adb.DeviceEntry,
+    device: Device,
+    info: DeviceInfo,
+    cells: list[tuple[Target, Delegate]],
+    shared: _Shared,
+    reconnect_wait: float,
+) -> None:
+    """:func:`_worker`; a bug in it must not drop cells silently: the cells it had not
+    handed on are recorded as failed, with the error (the run then exits 10, not 0)."""
+    try:
+        _worker(entry, device, info, cells, shared, reconnect_wait)
+    except Exception as exc:
+        if shared.stop.is_set():
+            return
+        reason = f"internal error: {type(exc).__name__}: {exc}"
+        finisher = _Finisher(shared, entry.serial)
+        try:
+            for target, delegate in cells:
+                if (entry.serial, target.sha256, delegate.value) not in shared.submitted:
+                    cell = _failed_cell(shared, entry.serial, target, delegate, reason)
+                    finisher.submit(cell, target)
+        finally:
+            finisher.close()
+
+
 def _sigterm_interrupts():
     """SIGTERM (a lab runner stopping us) takes the same path as Ctrl-C: finished cells are
     kept, the run is marked interrupted. Only possible from the main thread."""
@@ -357,30 +384,16 @@ def run_bench(
             raise UsageError(f"{opts.store}: no such results store")
         with Store(opts.store) as prior:
             run_id = prior.resolve_run(resume)
-            config = prior.run(run_id)["config"]
+            prior_run = prior.run(run_id)
+            config = prior_run["config"]
             done = prior.done_keys(run_id, only_ok=True)  # failed cells are measured again
-        opts = BenchOptions(**{**asdict(opts), **config["options"]})
+        defaults = asdict(BenchOptions(model=""))
+        plan = checks.resume_plan(run_id, prior_run, asdict(opts), defaults)
+        opts = BenchOptions(**{**asdict(opts), **plan})
     model_name, targets = resolve_targets(opts.model, opts.variants)
     delegates = resolve_delegates(opts.delegates)
     runner = Runner.parse(opts.runner).value
-    for value, name in ((opts.runs, "--runs"), (opts.repeats, "--repeats")):
-        if value < 1:
-            raise UsageError(f"{name} must be at least 1")
-    if opts.warmup < 0:
-        raise UsageError("--warmup must be 0 or more")
-    if opts.images < 1:
-        raise UsageError("--images must be at least 1")
-    for value, name in (
-        (opts.reconnect_wait, "--reconnect-wait"),
-        (opts.cooldown or 0.0, "--cooldown"),
-        (opts.wait_lock, "--wait"),
-    ):
-        if value < 0:
-            raise UsageError(f"{name} must be 0 or more")
-    if opts.cool_wait < 0:
-        raise UsageError("--cool-wait must be 0 or more")
-    if not opts.timeout > 0:
-        raise UsageError("--timeout must be more than 0 seconds")
+    checks.bench_options(opts)
     if opts.eval_set != "synthetic" and not Path(opts.eval_set).is_dir():
         raise UsageError(f"--eval-set {opts.eval_set}: not a folder (or 'synthetic')")
     servers = adb.resolve_servers(list(opts.adb) or None)
@@ -424,7 +437,9 @@ def run_bench(
             inputs_by_key.setdefault(key, local_inputs(key, images, t))
         # Opened only now: bad input (model, eval set, device) leaves no store or run behind.
         store = Store(opts.store)
-        if not resume:
+        if resume:
+            store.claim_run(run_id)  # DeviceBusy if another process resumed it meanwhile
+        else:
             config = {
                 "options": opts.plan_config(),
                 "model": model_name,
@@ -484,7 +499,7 @@ def run_bench(
         shared.require_cool, shared.cool_wait = opts.require_cool, opts.cool_wait
         threads = [
             threading.Thread(
-                target=_worker,
+                target=_guarded_worker,
                 args=(e, d, i, c, shared, opts.reconnect_wait),
                 daemon=True,
                 name=f"bench-{e.serial}",
@@ -509,7 +524,14 @@ def run_bench(
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
         all_cells = store.cells(run_id)
-        outcome.status = "complete" if all(c.ok for c in all_cells) else "partial"
+        planned = {
+            CellKey(e.serial, t.sha256, d.value)
+            for e, _ in devices
+            for t in targets
+            for d in delegates
+        }
+        whole = all(c.ok for c in all_cells) and planned <= {c.key for c in all_cells}
+        outcome.status = "complete" if whole else "partial"
         store.finish_run(run_id, outcome.status)
         outcome.wall_seconds = time.monotonic() - wall0
         return outcome

@@ -8,6 +8,7 @@ is safe to repeat, so a dropped transfer is retried with backoff (``Device.retry
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,19 +45,25 @@ class Staged:
 
 
 def local_inputs(key: str, images: np.ndarray, target: Target) -> list[Path]:
-    """Preprocess once per (eval set, input spec); files are reused by every device."""
+    """The preprocessed inputs of (eval set, input spec), one file per image, shared by every
+    device. A cached file is checked against the bytes it must hold before it is used (a
+    truncated or altered one is written again): a bad input would fail every later run with
+    a false benchmark_model crash."""
     from harness.reference import preprocess
 
     folder = config.home_dir() / "inputs" / key
     files = [folder / f"{i}.raw" for i in range(len(images))]
-    if all(f.is_file() for f in files):
-        return files
     folder.mkdir(parents=True, exist_ok=True)
-    batch = preprocess(images, target.input)
-    for i, sample in enumerate(batch):
-        tmp = files[i].with_suffix(".tmp")
-        tmp.write_bytes(np.ascontiguousarray(sample).tobytes())
-        tmp.replace(files[i])
+    for path, sample in zip(files, preprocess(images, target.input), strict=True):
+        data = np.ascontiguousarray(sample).tobytes()
+        try:
+            same = path.stat().st_size == len(data) and path.read_bytes() == data
+        except OSError:
+            same = False
+        if not same:
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
     return files
 
 

@@ -104,6 +104,12 @@ def inspect_tflite(
             quantization=t_out.quantization,
         )
         source, norm_source = "inferred", "none"
+    channels = int(t_out.shape[-1]) if t_out.shape else 1
+    if foreground_channel is not None and not 0 <= foreground_channel < max(channels, 1):
+        raise UsageError(
+            f"--fg-channel {foreground_channel}: output {t_out.name!r} has {channels} "
+            f"channel(s) (0-{max(channels, 1) - 1})"
+        )
     if activation is not None or foreground_channel is not None:
         output_spec = infer_output_spec(
             name=t_out.name,

@@ -6,6 +6,7 @@ share. Pure Python: importing this module never loads TensorFlow.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -61,6 +62,8 @@ class Normalization:
         std = tuple(float(v) for v in data["std"])
         if len(mean) != len(std) or any(s == 0 for s in std):
             raise UsageError(f"bad normalization {data}: mean/std lengths differ or std is 0")
+        if not all(math.isfinite(v) for v in mean + std):
+            raise UsageError(f"bad normalization {data}: mean and std must be finite numbers")
         return cls(mean=mean, std=std)
 
     def per_channel(self, channels: int) -> tuple[list[float], list[float]]:

@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import adbutils
 
@@ -84,6 +85,11 @@ def ensure_server(server: AdbServer, start: bool = True) -> AdbServer:
         return server
     if not (start and server.is_local):
         raise AdbUnavailable(f"no adb server reachable at {server.address}")
+    if server.port < 1024:  # a privileged port is never an adb server's: not started there
+        raise AdbUnavailable(
+            f"no adb server reachable at {server.address} (harness starts a local adb server "
+            "only on ports 1024-65535)"
+        )
     env = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(server.port))
     try:
         proc = subprocess.run(
@@ -104,6 +110,50 @@ def ensure_server(server: AdbServer, start: bool = True) -> AdbServer:
     raise AdbUnavailable(
         f"cannot start the adb server on port {server.port}" + (f": {detail[-1]}" if detail else "")
     )
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes listening on TCP ``port`` (/proc/net/tcp and tcp6)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                _, _, port_hex = fields[1].partition(":")
+                if fields[3] == "0A" and int(port_hex, 16) == port:  # 0A = LISTEN
+                    inodes.add(fields[9])
+    return inodes
+
+
+def server_environ(server: AdbServer) -> dict[str, str] | None:
+    """The environment of the local adb server process at ``server`` when it runs as this
+    user (it decides where the server's keys are: HOME, ADB_VENDOR_KEYS); None when it cannot
+    be found (another user's server, no /proc, a remote server)."""
+    if not server.is_local:
+        return None
+    targets = {f"socket:[{inode}]" for inode in _listening_inodes(server.port)}
+    if not targets:
+        return None
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != os.getuid():
+                continue
+            fds = os.listdir(f"/proc/{pid}/fd")
+            if not any(_readlink(f"/proc/{pid}/fd/{fd}") in targets for fd in fds):
+                continue
+            raw = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        pairs = (item.partition(b"=") for item in raw.split(b"\0") if b"=" in item)
+        return {k.decode(errors="replace"): v.decode(errors="replace") for k, _, v in pairs}
+    return None
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
 
 
 def kill_server(server: AdbServer) -> None:

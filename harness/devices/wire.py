@@ -27,6 +27,7 @@ COMMAND_NAMES = {
     A_STLS: "STLS",
 }
 A_VERSION = 0x01000001  # "skip checksum" protocol version
+AUTH_TOKEN, AUTH_SIGNATURE, AUTH_RSAPUBLICKEY = 1, 2, 3  # AUTH arg0
 MAX_PAYLOAD = 1024 * 1024
 HEADER_SIZE = 24
 _HEADER = struct.Struct("<6I")

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from harness.bench import checks
 from harness.bench.measure import Settings
 from harness.bench.plan import Target, eval_images, resolve_targets
 from harness.bench.run import BenchOptions, run_bench
@@ -265,8 +266,11 @@ def run_diagnose(
 ) -> dict:
     """Diagnose ``opts.model`` on the selected phones; returns (and stores) the diagnosis."""
     say = progress or (lambda _msg: None)
-    if opts.tolerance <= 0:
-        raise UsageError("--tolerance must be positive")
+    if not (math.isfinite(opts.tolerance) and opts.tolerance > 0):
+        raise UsageError(f"--tolerance must be a positive number, got {opts.tolerance}")
+    checks.seconds(opts.timeout, "--timeout", positive=True)  # before variants are made
+    checks.seconds(opts.wait_lock, "--wait")
+    checks.count(opts.threads, "--threads", 1, 256)
     if opts.probe_images < 1:
         raise UsageError("--probe-images must be at least 1")
     if not [parse_delegate(n) for n in opts.delegates.split(",") if n.strip()]:

@@ -34,7 +34,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 def _open_store(path: Path) -> Store:
     if not Path(path).is_file():
         raise UsageError(f"{path}: no results store; run harness bench first (or pass --store)")
-    return Store(path)
+    return Store(path, create=False)  # never writes a schema into a file that is no store
 
 
 def parse_formats(text: str) -> list[str]:
@@ -49,11 +49,30 @@ def parse_formats(text: str) -> list[str]:
     return [f for f in FORMATS if f in items]
 
 
+def _writable_file(path: Path, option: str) -> None:
+    """``option`` names a file to write: not a folder, in a folder that is not a file."""
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a folder: give a file path")
+    if any(parent.exists() and not parent.is_dir() for parent in path.parents):
+        raise UsageError(f"{option} {path}: a parent of it is a file, not a folder")
+
+
+def _writable_folder(path: Path, option: str) -> None:
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path} is a file: give a folder")
+    if any(parent.exists() and not parent.is_dir() for parent in path.parents):
+        raise UsageError(f"{option} {path}: a parent of it is a file, not a folder")
+
+
 def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def write_report(
@@ -108,6 +127,7 @@ def report(
 ) -> None:
     """Write HTML, Markdown, JSON and JUnit reports of runs (vs an optional baseline)."""
     chosen = parse_formats(formats)
+    _writable_folder(Path(out), "--out")  # checked before anything is read or written
     with _open_store(store) as db:
         written, data = write_report(db, runs, baseline, chosen, out)
     summary = {
@@ -216,6 +236,7 @@ def gate(
     from harness.report.data import load_run
     from harness.report.junit import render_junit
 
+    _writable_file(Path(junit), "--junit")
     rules = load_policy(policy)
     with _open_store(store) as db:
         data = load_run(db, run)

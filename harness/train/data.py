@@ -8,6 +8,7 @@ alpha mattes [n, s, s] 0..255), with a fingerprint that identifies the data it c
 from __future__ import annotations
 
 import hashlib
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -132,8 +133,33 @@ def _few(names: Sequence[str]) -> str:
     return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
+MAX_IMAGE_FILE = 256 << 20  # bytes: a larger "image" file is refused, not read
+
+
+def _read(path: Path) -> bytes:
+    """An image file's bytes: a regular file (not a FIFO, not /dev/zero behind a link),
+    not empty, at most MAX_IMAGE_FILE bytes."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"{path} is not a regular file")
+    if st.st_size == 0:
+        raise UsageError(f"{path} is empty")
+    if st.st_size > MAX_IMAGE_FILE:
+        raise UsageError(f"{path} is {st.st_size >> 20} MiB: not an image this harness reads")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+
+
 def _decode(data: bytes, path: Path, flags: int) -> np.ndarray:
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    try:
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), flags) if data else None
+    except cv2.error:
+        array = None
     if array is None or array.size == 0:
         raise UsageError(f"cannot decode {path} as an image")
     return array
@@ -222,7 +248,7 @@ def folder_dataset(path: str | Path, size: int, channels: int = 3) -> Dataset:
             pairs.append(("matte", mattes[stem]))
         planes: dict[str, np.ndarray] = {}
         for kind, file in pairs:
-            data = file.read_bytes()
+            data = _read(file)
             digest.update(f"{kind}/{file.name}:{len(data)}:".encode())
             digest.update(data)
             flags = cv2.IMREAD_COLOR if kind == "image" else cv2.IMREAD_UNCHANGED

@@ -31,7 +31,7 @@ from harness.convert.specs import (
     Semantics,
     infer_output_spec,
 )
-from harness.devices import adb, info, wire
+from harness.devices import adb, adbkey, info, wire
 from harness.devices.device import Device
 from harness.devices.virtual import manager
 from harness.devices.virtual.profiles import VIRTUAL_FEATURES
@@ -123,9 +123,32 @@ def test_raw_output_decoder_only_raises_documented_errors(spec, data):
 # -- the virtual phone's protocol decoders, over TCP ---------------------------------------------
 
 
+_HOST_KEY: list[adbkey.PrivateKey] = []
+
+
+def _host_key() -> adbkey.PrivateKey:
+    """A real adb key pair (``adb keygen``) the fuzzed phone is started for: the raw host
+    below authenticates with it, as the adb server does with its own."""
+    if not _HOST_KEY:
+        import subprocess
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "adbkey"
+            subprocess.run([adb.adb_binary(), "keygen", str(path)], check=True, capture_output=True)
+            _HOST_KEY.append(adbkey.decode_private_pem(path.read_text()))
+    return _HOST_KEY[0]
+
+
 @pytest.fixture(scope="module")
 def fuzz_phone(adb_server):
-    record = manager.start("SM-G973F", port=free_port(), servers=[adb_server], faults=CORRECT_GPU)
+    record = manager.start(
+        "SM-G973F",
+        port=free_port(),
+        servers=[adb_server],
+        extra_keys=[_host_key().public()],
+        faults=CORRECT_GPU,
+    )
     yield record
     if manager.find(record.serial):
         manager.stop(record.serial)
@@ -138,7 +161,13 @@ def _connect(port: int) -> socket.socket:
 
 
 def _handshake(sock: socket.socket) -> None:
+    """CNXN, then AUTH: sign the phone's token with the key it was started for."""
     sock.sendall(wire.encode_message(wire.A_CNXN, wire.A_VERSION, wire.MAX_PAYLOAD, b"host::\0"))
+    command, arg0, _, length = wire.decode_header(_recv_exact(sock, wire.HEADER_SIZE))
+    token = _recv_exact(sock, length)
+    assert (command, arg0) == (wire.A_AUTH, wire.AUTH_TOKEN)
+    signature = adbkey.sign(_host_key(), token)
+    sock.sendall(wire.encode_message(wire.A_AUTH, wire.AUTH_SIGNATURE, 0, signature))
     header = _recv_exact(sock, wire.HEADER_SIZE)
     command, _, _, length = wire.decode_header(header)
     banner = _recv_exact(sock, length)

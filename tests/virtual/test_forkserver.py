@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.devices.virtual import bm_client
+from harness.devices.virtual import bm_client, bm_forkserver
 from tests.virtual.conftest import REPO, run_benchmark
 
 LAUNCHER = REPO / "android_assets" / "bin" / "virtual" / "benchmark_model"
@@ -57,6 +57,23 @@ def _forked(server: subprocess.Popen) -> list[int]:
     return pids
 
 
+def _tmp(env: dict[str, str]) -> Path:
+    """The phone's /data/local/tmp: the fork server serves only paths inside the phone."""
+    path = Path(env["HARNESS_VIRTUAL_ROOT"]) / "data" / "local" / "tmp"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _on_phone(env: dict[str, str], models: dict[str, Path]) -> dict[str, Path]:
+    """The models, pushed to the phone's /data/local/tmp."""
+    tmp = _tmp(env)
+    placed = {}
+    for head, path in models.items():
+        placed[head] = tmp / path.name
+        placed[head].write_bytes(path.read_bytes())
+    return placed
+
+
 @pytest.fixture
 def server(phone):
     """A fork server for a phone root; yields (env for the launcher, server process)."""
@@ -86,6 +103,7 @@ def server(phone):
 
 
 def _launch(flags: list[str], env: dict[str, str], **kw) -> subprocess.Popen:
+    kw.setdefault("cwd", _tmp(env))  # the phone shell's working directory is on the phone
     return subprocess.Popen(
         ["sh", str(LAUNCHER), *flags],
         env=env,
@@ -96,16 +114,17 @@ def _launch(flags: list[str], env: dict[str, str], **kw) -> subprocess.Popen:
     )
 
 
-def test_forked_run_matches_a_plain_process(server, models, tmp_path):
+def test_forked_run_matches_a_plain_process(server, models):
     env, _ = server()
-    value = tmp_path / "in.raw"
+    models = _on_phone(env, models)
+    value = _tmp(env) / "in.raw"
     np.linspace(-1, 1, 8 * 8 * 3, dtype=np.float32).tofile(value)
     from ai_edge_litert.interpreter import Interpreter
 
     name = Interpreter(model_path=str(models["softmax"])).get_input_details()[0]["name"]
     results = {}
     for how in ("forked", "plain"):
-        out = tmp_path / "out.raw"  # one name: the logs echo it
+        out = _tmp(env) / "out.raw"  # one name: the logs echo it
         flags = [
             f"--graph={models['softmax']}",
             *FLAGS,
@@ -116,9 +135,9 @@ def test_forked_run_matches_a_plain_process(server, models, tmp_path):
             f"--output_filepath={out}",
         ]
         if how == "forked":
-            proc = _launch(flags, env)
-            stdout, stderr = proc.communicate(timeout=120)
-            code = proc.returncode
+            client = _launch(flags, env)
+            stdout, stderr = client.communicate(timeout=120)
+            code = client.returncode
         else:
             run = run_benchmark(flags, env)
             stdout, stderr, code = run.stdout, run.stderr, run.returncode
@@ -132,9 +151,9 @@ def test_forked_run_matches_a_plain_process(server, models, tmp_path):
     assert "Inference timings in us" in fout and "TfLiteGpuDelegateV2" in ferr + perr
 
 
-def test_failure_exit_code_and_stderr(server, tmp_path):
+def test_failure_exit_code_and_stderr(server):
     env, proc = server()
-    run = _launch([f"--graph={tmp_path / 'missing.tflite'}"], env)
+    run = _launch([f"--graph={_tmp(env) / 'missing.tflite'}"], env)
     stdout, stderr = run.communicate(timeout=60)
     assert run.returncode == 1
     assert "ERROR: Benchmarking failed." in stderr and "Benchmarking failed" not in stdout
@@ -143,9 +162,11 @@ def test_failure_exit_code_and_stderr(server, tmp_path):
 
 def test_crash_dies_by_sigsegv_through_a_shell(server, models):
     env, _ = server(chaos=[{"match": "tiny", "action": "crash"}])
+    models = _on_phone(env, models)
     run = subprocess.run(
         ["sh", "-c", f'sh "{LAUNCHER}" --graph="{models["sigmoid"]}"; echo "status=$?"'],
         env=env,
+        cwd=_tmp(env),
         capture_output=True,
         text=True,
         timeout=60,
@@ -155,6 +176,7 @@ def test_crash_dies_by_sigsegv_through_a_shell(server, models):
 
 def test_killed_client_takes_the_benchmark_with_it(server, models):
     env, proc = server(chaos=[{"match": "tiny", "action": "hang"}])
+    models = _on_phone(env, models)
     client = _launch([f"--graph={models['sigmoid']}", *FLAGS], env)
     hung = _forked(proc)
     client.kill()  # a shell timeout: the stream is closed and the process group killed
@@ -164,6 +186,7 @@ def test_killed_client_takes_the_benchmark_with_it(server, models):
 
 def test_signals_are_forwarded(server, models):
     env, proc = server(chaos=[{"match": "tiny", "action": "hang"}])
+    models = _on_phone(env, models)
     client = _launch([f"--graph={models['sigmoid']}", *FLAGS], env)
     hung = _forked(proc)
     client.send_signal(signal.SIGTERM)
@@ -174,6 +197,7 @@ def test_signals_are_forwarded(server, models):
 
 def test_server_exit_kills_running_benchmarks(server, models):
     env, proc = server(chaos=[{"match": "tiny", "action": "hang"}])
+    models = _on_phone(env, models)
     client = _launch([f"--graph={models['sigmoid']}", *FLAGS], env)
     hung = _forked(proc)
     proc.stdin.close()  # the phone process ended
@@ -183,9 +207,9 @@ def test_server_exit_kills_running_benchmarks(server, models):
     assert client.returncode != 0
 
 
-def test_cwd_and_umask_are_the_clients(server, models, tmp_path):
+def test_cwd_and_umask_are_the_clients(server, models):
     env, _ = server()
-    work = tmp_path / "work"
+    work = _tmp(env) / "work"
     work.mkdir()
     (work / "m.tflite").write_bytes(models["sigmoid"].read_bytes())
     flags = " ".join(FLAGS)
@@ -207,9 +231,12 @@ def test_cwd_and_umask_are_the_clients(server, models, tmp_path):
 
 def test_affinity_is_the_clients(server, models):
     env, proc = server(chaos=[{"match": "tiny", "action": "hang"}])
+    models = _on_phone(env, models)
     cpu = sorted(os.sched_getaffinity(0))[-1]
     client = subprocess.Popen(
-        ["taskset", "-c", str(cpu), "sh", str(LAUNCHER), f"--graph={models['sigmoid']}"], env=env
+        ["taskset", "-c", str(cpu), "sh", str(LAUNCHER), f"--graph={models['sigmoid']}"],
+        env=env,
+        cwd=_tmp(env),
     )
     hung = _forked(proc)
     try:
@@ -229,9 +256,11 @@ def test_without_a_server_the_launcher_runs_the_module(phone, models):
 def test_benchmark_killed_by_sigkill_reports_137(server, models):
     """The OOM killer takes the forked benchmark: the shell sees 137, as for a native tool."""
     env, proc = server(chaos=[{"match": "tiny", "action": "hang"}])
+    models = _on_phone(env, models)
     shell = subprocess.Popen(
         ["sh", "-c", f'sh "{LAUNCHER}" --graph="{models["sigmoid"]}"; echo "status=$?"'],
         env=env,
+        cwd=_tmp(env),
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -239,3 +268,93 @@ def test_benchmark_killed_by_sigkill_reports_137(server, models):
     os.kill(hung[0], signal.SIGKILL)
     stdout, _ = shell.communicate(timeout=10)
     assert "status=137" in stdout
+
+
+def _cmdline(pid: int) -> list[bytes]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return []
+
+
+def test_a_path_outside_the_phone_is_not_served(server, models):
+    """A request naming a file outside the phone's sandbox is answered 'plain': the client
+    runs the benchmark in its own process (its own rights), the server forks nothing."""
+    env, proc = server(chaos=[{"match": "tiny", "action": "hang"}])
+    assert not str(models["sigmoid"]).startswith(env["HARNESS_VIRTUAL_ROOT"])
+    client = _launch([f"--graph={models['sigmoid']}", *FLAGS], env)
+    try:
+        deadline = time.monotonic() + 30
+        module = b"harness.devices.virtual.benchmark_model"
+        while module not in _cmdline(client.pid):  # the client replaced itself: plain run
+            assert client.poll() is None and time.monotonic() < deadline, "never ran plain"
+            time.sleep(0.05)
+        assert _children(proc.pid) == []
+    finally:
+        client.kill()
+        client.communicate(timeout=10)
+
+
+def test_check_request(tmp_path):
+    root = tmp_path / "root"
+    tmp = root / "data" / "local" / "tmp"
+    tmp.mkdir(parents=True)
+    (tmp / "out").symlink_to(tmp_path)
+
+    def req(*argv: str, cwd: Path = tmp, **extra) -> dict:
+        return {"argv": list(argv), "cwd": str(cwd), "env": {}, "umask": 0o22, **extra}
+
+    check = bm_forkserver.check_request
+    assert check(req("--graph=m.tflite", "--output_filepath=/dev/null/../x"), str(root)) is not None
+    assert check(req("--graph=m.tflite", "--output_filepath=o.raw"), str(root)) is None
+    assert check(req(f"--graph={tmp}/m.tflite"), str(root)) is None
+    assert "outside" in check(req("--graph=m.tflite", cwd=tmp_path), str(root))
+    assert "outside" in check(req("--graph=../../../../m.tflite"), str(root))
+    assert "outside" in check(req("--graph=m.tflite", "--output_filepath=out/x"), str(root))
+    assert "outside" in check(req("--input_layer_value_files=a::b:/etc/passwd"), str(root))
+    assert "outside" in check(req("--delegate_serialize_dir=/tmp"), str(root))
+    assert check(req("--graph=m.tflite", umask=0o7777), str(root)) == "bad umask"
+    assert check(req("--graph=m.tflite", cpus=["0"]), str(root)) == "bad cpus"
+    assert check({"argv": "--graph=x", "cwd": str(tmp)}, str(root)) is not None
+    assert check(req("--graph=m.tflite", env={"A": 1}), str(root)) is not None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a listener of another uid needs root (CI is)")
+def test_a_server_of_another_user_gets_nothing(phone):
+    """Another account that took the fork server's socket name first (a squatter) gets no
+    request and no descriptors: the client checks the listener's uid and runs plain."""
+    env = {**phone(), "HARNESS_VIRTUAL_CLIENT": str(Path(bm_client.__file__))}
+    read_end, write_end = os.pipe()
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the squatter, as uid 65534
+        got = b"error"
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            import socket as sk
+
+            listener = sk.socket(sk.AF_UNIX, sk.SOCK_SEQPACKET)
+            listener.bind(bm_client.address(env["HARNESS_VIRTUAL_ROOT"]))
+            listener.listen(1)
+            os.write(ready_w, b"1")
+            listener.settimeout(60)
+            conn, _ = listener.accept()
+            conn.settimeout(60)
+            msg, fds, _, _ = sk.recv_fds(conn, 1 << 16, 3)
+            got = b"received %d bytes, %d fds" % (len(msg), len(fds))
+        except BaseException as exc:  # noqa: BLE001
+            got = repr(exc).encode()
+        finally:
+            os.write(write_end, got)
+            os._exit(0)
+    os.close(write_end)
+    os.close(ready_w)
+    assert os.read(ready_r, 1) == b"1"  # listening
+    run = _launch([f"--graph={_tmp(env) / 'missing.tflite'}"], env)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 1 and "Benchmarking failed" in stderr  # it ran (plain)
+    report = os.read(read_end, 200)
+    os.waitpid(pid, 0)
+    assert report == b"received 0 bytes, 0 fds", report

@@ -12,8 +12,10 @@ client (Ctrl-C, a timeout's SIGTERM) are forwarded; a client killed outright (SI
 the socket and the server kills the benchmark.
 
 Standard library only, and no harness import: it must start in ~20 ms. When the fork server is
-not there (not started yet, disabled, or refusing), the client replaces itself with the plain
-``python -m harness.devices.virtual.benchmark_model``, so the command always works.
+not there (not started yet, disabled, or refusing), or the socket's name is held by another
+user's process (checked with ``SO_PEERCRED`` before anything is sent), the client replaces itself
+with the plain ``python -m harness.devices.virtual.benchmark_model``, so the command always
+works.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import os
 import resource
 import signal
 import socket
+import struct
 import sys
 
 BENCHMARK_MODULE = "harness.devices.virtual.benchmark_model"
@@ -55,6 +58,12 @@ def request(argv: list[str]) -> bytes:
     ).encode()
 
 
+def _peer_uid(sock: socket.socket) -> int:
+    """The uid of the process listening at the other end (SO_PEERCRED: pid, uid, gid)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
 def _plain(argv: list[str]) -> None:
     """Run the benchmark in this process's place, without the fork server."""
     python = sys.executable
@@ -79,6 +88,8 @@ def main(argv: list[str]) -> None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
         sock.connect(address(root))
+        if _peer_uid(sock) != os.getuid():  # another account holds the name: not our server
+            raise PermissionError("the fork server's address belongs to another user")
         socket.send_fds(sock, [request(argv)], [0, 1, 2])
     except OSError:  # no server (yet), or a closed standard descriptor: run it here
         sock.close()

@@ -16,6 +16,12 @@ process of its own; only the import is done once, before the fork. The server st
 single-threaded (one selector loop) so that forking is safe. It ends when the phone process
 closes its stdin (the phone stopped or died), killing any benchmark still running; a forked
 benchmark also dies with the server (``PR_SET_PDEATHSIG``) and when its client goes away.
+
+An abstract socket has no file permissions: any local account can connect. The server therefore
+serves only its own user (the peer's ``SO_PEERCRED`` uid, checked before anything is read; any
+other peer is disconnected) and only requests that stay inside the phone's sandbox (working
+directory and every file flag: :func:`check_request`). A request it will not serve is answered
+``plain``: the client then runs the benchmark itself, with its own rights.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import os
 import selectors
 import signal
 import socket
+import struct
 import sys
 import tempfile
 import traceback
@@ -36,6 +43,16 @@ from dataclasses import dataclass
 from harness.devices.virtual import bm_client
 
 _MAX_REQUEST = 1 << 20
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+# benchmark_model flags that name a file or folder (read or written).
+PATH_FLAGS = (
+    "graph",
+    "output_filepath",
+    "op_profiling_output_file",
+    "profiling_output_csv_file",
+    "delegate_serialize_dir",
+    "external_delegate_path",
+)
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 
@@ -47,9 +64,61 @@ class _Job:
     conn: socket.socket | None
 
 
+def peer_uid(conn: socket.socket) -> int:
+    """The uid of the process at the other end of a unix socket (from the kernel)."""
+    _pid, uid, _gid = _PEERCRED.unpack(
+        conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    )
+    return uid
+
+
+def _inside(root: str, cwd: str, path: str) -> bool:
+    resolved = os.path.realpath(os.path.join(cwd, path))
+    return resolved == root or resolved.startswith(root.rstrip("/") + "/")
+
+
+def check_request(req: object, root: str) -> str | None:
+    """Why ``req`` may not be served for the phone rooted at ``root`` (None: it may)."""
+    from harness.devices.virtual import bm_flags
+    from harness.devices.virtual.benchmark_model import Failed, _split_value_file
+
+    if not isinstance(req, dict):
+        return "not a request"
+    argv, cwd, env = req.get("argv"), req.get("cwd"), req.get("env", {})
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        return "argv is not a list of strings"
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        return "env is not a string mapping"
+    umask, cpus = req.get("umask", 0o022), req.get("cpus")
+    if not isinstance(umask, int) or not 0 <= umask <= 0o777:
+        return "bad umask"
+    if cpus is not None and not (
+        isinstance(cpus, list) and all(isinstance(c, int) and c >= 0 for c in cpus)
+    ):
+        return "bad cpus"
+    root = os.path.realpath(root)
+    if not isinstance(cwd, str) or not cwd.startswith("/") or not _inside(root, "/", cwd):
+        return f"working directory {cwd!r} is outside the phone"
+    try:
+        params = bm_flags.parse(argv)
+    except bm_flags.FlagError:
+        return None  # the benchmark rejects it before it opens anything
+    paths = [str(params[name]) for name in PATH_FLAGS if params[name]]
+    for item in filter(None, str(params["input_layer_value_files"]).split(",")):
+        try:
+            paths.append(_split_value_file(item)[1])
+        except Failed:
+            continue  # rejected by the benchmark before any file is read
+    outside = [p for p in paths if not _inside(root, cwd, p)]
+    return f"{outside[0]!r} is outside the phone" if outside else None
+
+
 class ForkServer:
     def __init__(self, root: str) -> None:
         self.root = root
+        self.uid = os.getuid()  # the only user served
         self.selector = selectors.DefaultSelector()
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.jobs: dict[int, _Job] = {}
@@ -88,13 +157,23 @@ class ForkServer:
             conn, _ = self.listener.accept()
         except (BlockingIOError, InterruptedError):
             return
+        try:
+            uid = peer_uid(conn)
+        except OSError:
+            uid = -1
+        if uid != self.uid:  # another account: nothing is read from it, nothing answered
+            print(f"bm_forkserver: refused a client of uid {uid}", file=sys.stderr, flush=True)
+            conn.close()
+            return
         fds: list[int] = []
         try:
             conn.settimeout(5.0)  # the client sends its request at once
             data, fds, _, _ = socket.recv_fds(conn, _MAX_REQUEST, 3)
             req = json.loads(data)
-            if len(fds) != 3 or not isinstance(req.get("argv"), list):
+            if len(fds) != 3:
                 raise ValueError("malformed request")
+            if reason := check_request(req, self.root):
+                raise ValueError(reason)
             pid = os.fork()
         except (OSError, ValueError) as exc:
             print(f"bm_forkserver: cannot start a benchmark: {exc}", file=sys.stderr, flush=True)

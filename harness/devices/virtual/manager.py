@@ -4,6 +4,10 @@ Each virtual phone is its own process (``harness.devices.virtual.server``) liste
 127.0.0.1:PORT, registered with the adb server(s) by ``adb connect``. A registry file per phone
 (``HARNESS_HOME/virtual/<port>.json``) records pid, profile, sandbox and servers; the sandbox
 (``HARNESS_HOME/virtual/<profile>-<port>/root``) survives a restart, like a phone's storage.
+
+A phone authorizes the adb keys of the servers it is started for (``adb_keys`` next to its
+sandbox, like adbd's ``/data/misc/adb/adb_keys``): each server's ``$HOME/.android/adbkey`` and
+``ADB_VENDOR_KEYS``, read from that server's own environment when it runs as this user.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness import config
-from harness.devices.adb import AdbServer, connect, disconnect, ensure_server
+from harness.devices import adbkey
+from harness.devices.adb import AdbServer, connect, disconnect, ensure_server, server_environ
 from harness.devices.virtual.chaos import CHAOS_FILE, ChaosSpec, Drop, LinkFaults
 from harness.devices.virtual.profiles import check_abi, load_profile, resolve_faults
 from harness.devices.virtual.server import BIND_HOST
@@ -96,6 +101,31 @@ def list_virtual(prune: bool = True) -> list[VirtualRecord]:
     return records
 
 
+def authorized_keys(servers: list[AdbServer]) -> list[adbkey.PublicKey]:
+    """The public keys the adb servers sign with (this process's environment stands for a
+    server whose own cannot be read)."""
+    keys: list[adbkey.PublicKey] = []
+    for server in servers:
+        env = server_environ(server) or os.environ
+        keys += [k for k in adbkey.load_public_keys(adbkey.key_files(env)) if k not in keys]
+    return keys
+
+
+def _write_keys(path: Path, servers: list[AdbServer], extra: list[adbkey.PublicKey]) -> None:
+    keys = authorized_keys(servers)
+    keys += [k for k in extra if k not in keys]
+    if not keys:
+        looked = ", ".join(str(f) for f in adbkey.key_files(os.environ))
+        raise VirtualPhoneError(
+            f"no adb key to authorize (looked for {looked}): the adb server creates "
+            "~/.android/adbkey when it starts; restart it with 'adb kill-server'"
+        )
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(adbkey.encode_public(k) + "\n" for k in keys), encoding="ascii")
+    tmp.chmod(0o600)
+    tmp.replace(path)
+
+
 def start(
     profile_name: str,
     port: int | None = None,
@@ -104,6 +134,7 @@ def start(
     timeout: float = 20.0,
     chaos: ChaosSpec | None = None,
     abi: str = "",
+    extra_keys: list[adbkey.PublicKey] | None = None,
 ) -> VirtualRecord:
     profile = load_profile(profile_name)  # UsageError for an unknown profile
     check_abi(abi)  # UsageError for an ABI a virtual phone cannot present
@@ -115,10 +146,12 @@ def start(
         raise VirtualPhoneError(f"port {port} is in use on {BIND_HOST}; pick another with --port")
     servers = servers or [AdbServer(h, p) for h, p in config.adb_servers_from_env()]
     for server in servers:
-        ensure_server(server)
+        ensure_server(server)  # a server's first start creates its key pair
     base = registry_dir() / f"{profile_name}-{port}"
     root = base / "root"
     root.mkdir(parents=True, exist_ok=True)
+    keys_file = base / "adb_keys"
+    _write_keys(keys_file, servers, list(extra_keys or ()))
     log = base / "phone.log"
     ready = base / "ready.json"
     ready.unlink(missing_ok=True)
@@ -138,6 +171,8 @@ def start(
         ",".join(faults),
         "--abi",
         abi,
+        "--adb-keys",
+        str(keys_file),
     ]
     env = dict(
         os.environ,

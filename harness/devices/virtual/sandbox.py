@@ -3,7 +3,8 @@
 Device paths (``/data/local/tmp``, ``/sdcard``, ``/sys/...``) map under ``root``. File transfers
 are confined to it: ``..`` and symlinks cannot reach outside. Shell commands run on the host's
 ``/bin/sh`` with device paths rewritten into the sandbox; this confines where files land, but the
-shell itself is not a jail (the virtual phone binds 127.0.0.1 only and serves this user only).
+shell itself is not a jail: it runs as the phone's user, for clients that authenticated with one
+of that user's adb keys (transport.py; docs/virtual-phone.md "Who can use it").
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """The virtual phone process: an ADB device endpoint on 127.0.0.1.
 
 Run by ``harness virtual start`` as ``python -m harness.devices.virtual.server --profile NAME
---port N --root DIR``. It binds the loopback interface only, answers the adb server's CNXN with
-the profile's banner (no AUTH), and serves shell/exec/sync in its sandbox.
+--port N --root DIR --adb-keys FILE``. It binds the loopback interface only, authenticates the
+host like adbd with ``ro.adb.secure=1`` (AUTH TOKEN; only a signature by one of the public keys
+in FILE, one ``adbkey.pub`` line each, brings a connection online: see transport.py), then
+serves shell/exec/sync in its sandbox. Loopback is not the protection (every local account can
+reach it): the key is. Without ``--adb-keys`` no host is ever authorized.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -18,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.devices import wire
+from harness.devices import adbkey, wire
 from harness.devices.virtual.chaos import CHAOS_FILE, LinkChaos
 from harness.devices.virtual.profiles import (
     VIRTUAL_FEATURES,
@@ -31,14 +35,22 @@ from harness.devices.virtual.services import Services
 from harness.devices.virtual.transport import Connection
 
 BIND_HOST = "127.0.0.1"
+_PR_SET_NO_NEW_PRIVS = 38
 
 
 class VirtualPhone:
     def __init__(
-        self, profile_name: str, root: Path, faults: tuple[str, ...] = (), abi: str = ""
+        self,
+        profile_name: str,
+        root: Path,
+        faults: tuple[str, ...] = (),
+        keys: tuple[adbkey.PublicKey, ...] = (),
+        abi: str = "",
     ) -> None:
         self.profile = load_profile(profile_name)
         self.faults = resolve_faults(self.profile, faults)  # defaults + requested
+        # The "unauthorized" fault: the phone's RSA prompt is never answered, no key is known.
+        self.keys = () if "unauthorized" in self.faults else keys
         self.sandbox = Sandbox(root)
         self.sandbox.build(self.profile, self.faults, check_abi(abi))
         # Link faults are switched at runtime (chaos.py); a (re)started phone has none.
@@ -90,7 +102,7 @@ class VirtualPhone:
             writer,
             self.banner,
             self.services.resolve,
-            unauthorized="unauthorized" in self.faults,
+            keys=self.keys,
             chaos=self.chaos,
         )
         task = asyncio.current_task()
@@ -135,6 +147,24 @@ class VirtualPhone:
             await asyncio.gather(*self.connections, return_exceptions=True)
 
 
+def read_keys(path: Path | None) -> tuple[adbkey.PublicKey, ...]:
+    """The authorized keys: one ``adbkey.pub`` line each (like adbd's ``adb_keys``)."""
+    if path is None:
+        return ()
+    keys = []
+    for line in path.read_text(encoding="ascii").splitlines():
+        if line.strip():
+            keys.append(adbkey.decode_public(line))
+    return tuple(keys)
+
+
+def no_new_privileges() -> None:
+    """PR_SET_NO_NEW_PRIVS for this process and everything it starts (the shell, the fork
+    server, benchmarks): a setuid program run from the phone's shell gains nothing."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harness-virtual-phone")
     parser.add_argument("--profile", required=True)
@@ -143,10 +173,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faults", default="")
     parser.add_argument("--abi", default="")
     parser.add_argument("--ready-file", type=Path)
+    parser.add_argument("--adb-keys", type=Path, help="authorized adb public keys, one a line")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    no_new_privileges()
     faults = tuple(f for f in args.faults.split(",") if f)
-    phone = VirtualPhone(args.profile, args.root, faults, args.abi)
+    try:
+        keys = read_keys(args.adb_keys)
+    except (OSError, UnicodeError, adbkey.KeyFormatError) as exc:
+        print(f"cannot read the adb keys {args.adb_keys}: {exc}", file=sys.stderr)
+        return 8
+    phone = VirtualPhone(args.profile, args.root, faults, keys, args.abi)
+    logging.getLogger("harness.virtual").info(
+        "authorized adb keys: %s", ", ".join(k.fingerprint for k in keys) or "none"
+    )
     phone.start_fork_server()
     try:
         asyncio.run(phone.serve(args.port, args.ready_file))

@@ -5,6 +5,12 @@ with OPEN; each gets a service coroutine (shell, exec, sync) that reads with
 :meth:`Stream.read` and writes with :meth:`Stream.write`. Flow control follows adbd: every WRTE
 we receive is acknowledged with OKAY (after it is queued, so a slow service applies
 backpressure through a bounded queue) and we keep at most one unacknowledged WRTE per stream.
+
+Authentication follows adbd with ``ro.adb.secure=1``: every CNXN is answered with AUTH TOKEN
+(20 random bytes); a SIGNATURE that one of the phone's authorized keys verifies
+(:func:`harness.devices.adbkey.verify`) brings the connection online (our CNXN), any other gets
+a fresh token; a host's RSAPUBLICKEY (the "allow USB debugging?" prompt) is never accepted. Until
+then only CNXN and AUTH are read: anything else closes the connection.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from harness.devices import wire
+from harness.devices import adbkey, wire
 
 if TYPE_CHECKING:
     from harness.devices.virtual.chaos import LinkChaos
@@ -139,7 +145,7 @@ class Connection:
         writer: asyncio.StreamWriter,
         banner: bytes,
         resolve: ServiceResolver,
-        unauthorized: bool = False,
+        keys: tuple[adbkey.PublicKey, ...] = (),
         chaos: LinkChaos | None = None,
     ) -> None:
         self.reader = reader
@@ -150,7 +156,10 @@ class Connection:
         self.streams: dict[int, Stream] = {}
         self._next_id = 1
         self.lost = False
-        self.unauthorized = unauthorized  # never accept the host's key (RSA prompt unanswered)
+        self.keys = keys  # the authorized public keys (none: the RSA prompt is never answered)
+        self.online = False  # a signature was verified since the last CNXN
+        self.token = b""  # the AUTH TOKEN the host must sign
+        self.failed_auth = 0
         self.chaos = chaos  # link faults (chaos.py): throttling, drops
 
     def send(self, command: int, arg0: int, arg1: int, data: bytes = b"") -> None:
@@ -196,23 +205,20 @@ class Connection:
             self.writer.close()
 
     async def _dispatch(self, command: int, arg0: int, arg1: int, data: bytes) -> None:
-        if command == wire.A_CNXN and self.unauthorized:
-            self.send(wire.A_AUTH, 1, 0, os.urandom(20))  # AUTH TOKEN; no signature is accepted
-            await self.drain()
-        elif command == wire.A_AUTH:
-            # Like adbd with an unanswered prompt: every signature is rejected with a fresh
-            # token; the host then offers its public key (type 3), which is never accepted.
-            if self.unauthorized and arg0 == 2:
-                self.send(wire.A_AUTH, 1, 0, os.urandom(20))
-                await self.drain()
-        elif command == wire.A_CNXN:
+        if command == wire.A_CNXN:
             self.max_payload = max(4096, min(arg1, wire.MAX_PAYLOAD))
-            # A new CNXN resets the transport: forget every stream.
+            # A new CNXN resets the transport: forget every stream, authenticate again.
             for stream in list(self.streams.values()):
                 stream._host_closed()
             self.streams.clear()
-            self.send(wire.A_CNXN, wire.A_VERSION, wire.MAX_PAYLOAD, self.banner)
-            await self.drain()
+            self.online = False
+            await self._send_token()
+        elif command == wire.A_AUTH:
+            await self._auth(arg0, data)
+        elif not self.online:
+            # adbd ignores a transport's packets until it is online; a client that sends them
+            # anyway is not an adb server: drop it.
+            raise wire.ProtocolError(f"command {command:#x} before authentication")
         elif command == wire.A_OPEN:
             await self._open(arg0, data.rstrip(b"\0").decode("utf-8", errors="replace"))
         elif command == wire.A_WRTE:
@@ -231,7 +237,32 @@ class Connection:
                 stream._host_closed()
                 stream._closed = True  # the host already closed: no CLSE back
                 self.streams.pop(arg1, None)
-        # AUTH/STLS from the host are not expected: we never ask for them.
+        # STLS from the host is not expected: we never offer it.
+
+    async def _send_token(self) -> None:
+        self.token = os.urandom(adbkey.TOKEN_SIZE)
+        self.send(wire.A_AUTH, wire.AUTH_TOKEN, 0, self.token)
+        await self.drain()
+
+    async def _auth(self, kind: int, data: bytes) -> None:
+        if self.online or not self.token:
+            return  # not asked for: ignored, as adbd does
+        if kind == wire.AUTH_SIGNATURE:
+            token, self.token = self.token, b""  # one signature per token
+            if any(adbkey.verify(key, token, data) for key in self.keys):
+                self.online = True
+                self.failed_auth = 0
+                self.send(wire.A_CNXN, wire.A_VERSION, wire.MAX_PAYLOAD, self.banner)
+                await self.drain()
+                return
+            self.failed_auth += 1
+            if self.failed_auth > 256:  # adbd slows a client that keeps guessing
+                await asyncio.sleep(1)
+            await self._send_token()
+        elif kind == wire.AUTH_RSAPUBLICKEY:
+            # adbd would ask the user "Allow USB debugging?"; nobody answers a virtual phone's
+            # prompt, so the host stays "unauthorized" (keys are given when the phone starts).
+            log.warning("an adb host offered an unknown key: left unauthorized")
 
     async def _open(self, remote_id: int, service: str) -> None:
         if self.chaos is not None:
