@@ -14,6 +14,62 @@ from harness.errors import PartialRun
 from harness.store import CellRecord
 from harness.ui import console
 
+# I/O overrides shared by bench and diagnose (harness.convert.iospec resolves them).
+MeanOption = Annotated[
+    str | None,
+    typer.Option("--mean", help="Input normalization mean, e.g. 127.5 or 123.7,116.3,103.5."),
+]
+StdOption = Annotated[
+    str | None, typer.Option("--std", help="Input normalization std, e.g. 127.5.")
+]
+InputRangeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--input-range", help="Named input range instead of --mean/--std: 0,1 | -1,1 | 0,255."
+    ),
+]
+OutputOption = Annotated[
+    str | None,
+    typer.Option("--output", help="The mask output: name or index (default: first per-pixel map)."),
+]
+FgChannelOption = Annotated[
+    int | None, typer.Option("--fg-channel", help="Foreground channel of the mask output.")
+]
+ActivationOption = Annotated[
+    str | None,
+    typer.Option(
+        "--activation", help="Activation in the model: none (logits), sigmoid, softmax, argmax."
+    ),
+]
+PriorOption = Annotated[
+    str | None,
+    typer.Option(
+        "--prior", help="4-channel inputs: prior-mask channel from gt | empty | previous."
+    ),
+]
+
+
+def io_options(mean, std, input_range, output, fg_channel, activation, prior) -> dict:  # type: ignore[no-untyped-def]
+    """The I/O flags as a checked ``IoOptions`` dict (bad values fail here, in one line)."""
+    from harness.convert.iospec import IoOptions
+
+    return IoOptions(
+        mean=mean,
+        std=std,
+        input_range=input_range,
+        output=output,
+        fg_channel=fg_channel,
+        activation=activation,
+        prior=prior,
+    ).to_dict()
+
+
+def print_warnings(warnings: list[str] | tuple[str, ...]) -> None:
+    from rich.markup import escape
+
+    for warning in warnings:
+        console().print(f"[yellow]warning:[/] {escape(warning)}")
+
 
 def _cell_row(cell: CellRecord) -> tuple[str, ...]:
     lat = cell.latency.get("avg_ms")
@@ -116,6 +172,13 @@ def bench(
             "cells fail (the run then exits 10; --resume finishes it).",
         ),
     ] = 60.0,
+    mean: MeanOption = None,
+    std: StdOption = None,
+    input_range: InputRangeOption = None,
+    output: OutputOption = None,
+    fg_channel: FgChannelOption = None,
+    activation: ActivationOption = None,
+    prior: PriorOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Benchmark variants on phones: latency per delegate and accuracy vs desktop references."""
@@ -138,6 +201,7 @@ def bench(
         timeout=timeout,
         wait_lock=wait_lock,
         reconnect_wait=reconnect_wait,
+        io=io_options(mean, std, input_range, output, fg_channel, activation, prior),
     )
     rows: list[tuple[str, ...]] = []
     state = {"pending": 0, "title": "bench", "live": None}
@@ -177,6 +241,7 @@ def bench(
                     "bytes_cached": outcome.bytes_skipped,
                     "wall_seconds": outcome.wall_seconds,
                     "device_seconds": outcome.device_seconds,
+                    "warnings": outcome.warnings,
                     "cells": [
                         {
                             "device": c.serial,
@@ -202,6 +267,7 @@ def bench(
             + f", {len(outcome.failed)} failed; pushed {outcome.bytes_sent / 1e6:.1f} MB "
             f"({outcome.bytes_skipped / 1e6:.1f} MB already on the phones); store {store}"
         )
+        print_warnings(outcome.warnings)
     if outcome.failed:
         raise PartialRun(
             f"{len(outcome.failed)} of {len(outcome.cells)} cells failed in run "

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.convert.iospec import IoOptions, IoSpec, Prior, resolve_io
 from harness.convert.specs import InputSpec, OutputSpec
 from harness.errors import ModelError, UsageError
 from harness.runner import Delegate, parse_delegate
@@ -30,6 +31,11 @@ class Target:
     output_sizes: tuple[int, ...]  # bytes per sample of every output tensor, in order
     model: str
     spec: dict = field(compare=False, repr=False)  # what the store keeps
+    io: IoSpec | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self.io.warnings if self.io is not None else ()
 
     @property
     def output_offset(self) -> int:
@@ -54,8 +60,13 @@ def _file_sha(path: Path) -> str:
     return sha256_file(path)
 
 
-def resolve_targets(model: str, variants: str | None = None) -> tuple[str, list[Target]]:
-    """``models/NAME`` (its variants.json) or one ``.tflite`` (spec inferred or from a manifest)."""
+def resolve_targets(
+    model: str, variants: str | None = None, io: IoOptions | None = None
+) -> tuple[str, list[Target]]:
+    """``models/NAME`` (its variants.json) or one ``.tflite`` (spec inferred or from a manifest).
+
+    Every target's I/O spec goes through :func:`harness.convert.iospec.resolve_io` with ``io``.
+    """
     from harness.convert.inspection import inspect_tflite
     from harness.convert.tflite_model import read_tflite
     from harness.convert.variants import MANIFEST_NAME, read_manifest
@@ -76,18 +87,25 @@ def resolve_targets(model: str, variants: str | None = None) -> tuple[str, list[
             if _file_sha(file) != record.sha256:
                 raise ModelError(f"{file} changed since conversion (sha256 differs): reconvert")
             tm = read_tflite(file)
+            resolved = resolve_io(tm, record, io, where=str(file))
             spec = record.to_dict()
+            spec.update(
+                input=resolved.input.to_dict(),
+                output=resolved.output.to_dict(),
+                io=resolved.to_dict(),
+            )
             spec["_output_order"] = [t.index for t in tm.outputs]
             targets.append(
                 Target(
                     record.id,
                     record.sha256,
                     file,
-                    record.input,
-                    record.output,
+                    resolved.input,
+                    resolved.output,
                     tuple(_tensor_bytes(t.shape, t.dtype) for t in tm.outputs),
                     manifest.model,
                     spec,
+                    resolved,
                 )
             )
         name = manifest.model
@@ -97,7 +115,7 @@ def resolve_targets(model: str, variants: str | None = None) -> tuple[str, list[
                 f"--variants {variants!r} matches no variant of {path}; known: {known}"
             )
     elif path.is_file():
-        insp = inspect_tflite(path)
+        insp = inspect_tflite(path, io)
         spec = insp.to_dict()
         spec["_output_order"] = [t.index for t in insp.model.outputs]
         variant_id = insp.variant_id or path.stem
@@ -111,6 +129,7 @@ def resolve_targets(model: str, variants: str | None = None) -> tuple[str, list[
                 tuple(_tensor_bytes(t.shape, t.dtype) for t in insp.model.outputs),
                 path.stem,
                 spec,
+                insp.io,
             )
         )
         name = path.stem
@@ -154,7 +173,31 @@ def eval_images(source: str, n: int, target: Target) -> tuple[str, np.ndarray, n
         masks = np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST) for m in masks])
     if c == 1:
         images = images[..., :1]
+    prior = target.io.prior if target.io is not None else None
+    if c == 4 and prior is not None and prior is not Prior.GT:
+        images = fill_prior(images, prior, target)
+        name = f"{name}-prior-{prior}"
     return name, np.ascontiguousarray(images), np.ascontiguousarray(masks)
+
+
+def fill_prior(images: np.ndarray, prior: Prior, target: Target) -> np.ndarray:
+    """4-channel images with the prior-mask channel replaced per ``prior``.
+
+    ``empty``: zeros. ``previous``: a video's frames in eval-set order, the first with an empty
+    prior, each next one with the desktop model's mask (0/255) of the one before.
+    """
+    from harness.reference import decode_output, preprocess, run_tflite
+
+    out = np.array(images, copy=True)
+    out[..., 3] = 0
+    if prior is Prior.EMPTY:
+        return out
+    for i in range(len(out) - 1):
+        x = preprocess(out[i : i + 1], target.input)
+        raw = run_tflite(target.path, x, output_index=max(target.output.index, 0))
+        _, mask = decode_output(raw[0], target.output)
+        out[i + 1, ..., 3] = mask * np.uint8(255)
+    return out
 
 
 def input_key(eval_fingerprint: str, spec: InputSpec) -> str:

@@ -28,6 +28,7 @@ from harness.bench import compare
 from harness.bench.measure import CellFailed, Settings, accuracy_pass, latency_pass
 from harness.bench.plan import Target, eval_images, input_key, resolve_delegates, resolve_targets
 from harness.bench.stage import Staged, local_inputs, stage
+from harness.convert.iospec import IoOptions
 from harness.devices import adb
 from harness.devices.device import Device
 from harness.devices.info import SNAPSHOT_SCRIPT, DeviceInfo, parse_snapshot
@@ -61,9 +62,14 @@ class BenchOptions:
     timeout: float = 120.0
     wait_lock: float = 0.0
     reconnect_wait: float = 60.0  # how long a lost phone may take to come back (not the plan)
+    io: dict = field(default_factory=dict)  # IoOptions.to_dict(): normalization, output, prior
+
+    def io_options(self) -> IoOptions:
+        return IoOptions.from_dict(self.io)
 
     def plan_config(self) -> dict:
         keys = (
+            "io",
             "model",
             "variants",
             "delegates",
@@ -89,6 +95,7 @@ class Outcome:
     device_seconds: float = 0.0  # wall time of benchmark_model commands on the devices (summed)
     wall_seconds: float = 0.0
     skipped_cells: int = 0  # already in the store (resume)
+    warnings: list[str] = field(default_factory=list)  # I/O spec warnings (e.g. normalization)
 
     @property
     def failed(self) -> list[CellRecord]:
@@ -455,7 +462,8 @@ def run_bench(
             config = prior.run(run_id)["config"]
             done = prior.done_keys(run_id, only_ok=True)  # failed cells are measured again
         opts = BenchOptions(**{**asdict(opts), **config["options"]})
-    model_name, targets = resolve_targets(opts.model, opts.variants)
+    model_name, targets = resolve_targets(opts.model, opts.variants, opts.io_options())
+    warnings = list(dict.fromkeys(f"{t.variant_id}: {w}" for t in targets for w in t.warnings))
     delegates = resolve_delegates(opts.delegates)
     for value, name in ((opts.runs, "--runs"), (opts.repeats, "--repeats")):
         if value < 1:
@@ -518,8 +526,15 @@ def run_bench(
                 "threads": opts.threads,
                 "devices": [e.serial for e, _ in devices],
                 "variants": [
-                    {"id": t.variant_id, "sha256": t.sha256, "file": str(t.path)} for t in targets
+                    {
+                        "id": t.variant_id,
+                        "sha256": t.sha256,
+                        "file": str(t.path),
+                        "io": t.io.to_dict() if t.io is not None else None,
+                    }
+                    for t in targets
                 ],
+                "warnings": warnings,
                 "delegates": [d.value for d in delegates],
                 "eval_set": {**eval_set.describe(), "source": opts.eval_set},
             }
@@ -530,7 +545,7 @@ def run_bench(
             store.add_device(run_id, entry.serial, info.model, info.virtual, info.to_json())
         for t in targets:
             store.add_variant(t.sha256, t.variant_id, model_name, t.spec)
-        outcome = Outcome(run_id, "running")
+        outcome = Outcome(run_id, "running", warnings=warnings)
         plan_rows = []
         per_device = []
         for (entry, device), info in zip(devices, infos, strict=True):

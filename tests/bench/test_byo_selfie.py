@@ -1,0 +1,137 @@
+"""Bring your own model: a published selfie model from PyPI, benched on real photos.
+
+MediaPipe's ``selfie_segmentation.tflite`` (1-channel sigmoid, a ``Convolution2DTransposeBias``
+custom op that only XNNPACK resolves, input in [0, 1] stated in its TFLite metadata) on three
+photos shipped by registry packages, with hand-drawn person masks (tests/data/photos). The bench
+must resolve the normalization from the metadata by itself, and its IoU vs ground truth must
+equal an evaluation made here independently, with ai-edge-litert and numpy only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from harness.bench.run import BenchOptions, run_bench
+from harness.errors import ExitCode, UsageError
+from harness.store import Store
+from tests import photos
+
+SIZE = 256  # the model's input, 256x256x3 float32
+
+
+@pytest.fixture(scope="module")
+def selfie(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return photos.selfie_model(tmp_path_factory.mktemp("byo") / "selfie_segmentation.tflite")
+
+
+@pytest.fixture(scope="module")
+def photo_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return photos.photo_folder(tmp_path_factory.mktemp("photos"))
+
+
+def desktop_iou(model: Path) -> float:
+    """Independent evaluation: the model's documented [0, 1] input, LiteRT, numpy IoU."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(model))  # default resolver: XNNPACK runs the custom op
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    ious = []
+    for stem in sorted(photos.PHOTOS):
+        x = cv2.resize(photos.photo_rgb(stem), (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+        interp.set_tensor(inp["index"], (x.astype(np.float32) / 255.0)[None])
+        interp.invoke()
+        pred = interp.get_tensor(out["index"])[0, ..., 0] > 0.5
+        gt = cv2.resize(
+            photos.mask(stem).astype(np.uint8), (SIZE, SIZE), interpolation=cv2.INTER_NEAREST
+        ).astype(bool)
+        ious.append(np.count_nonzero(pred & gt) / np.count_nonzero(pred | gt))
+    return float(np.mean(ious))
+
+
+def _opts(model: Path, phone, store: Path, folder: Path, **kw) -> BenchOptions:
+    base = dict(
+        model=str(model),
+        devices=(phone.serial,),
+        store=str(store),
+        runs=2,
+        warmup=1,
+        repeats=1,
+        images=3,
+        delegates="cpu,gpu-fp32",
+        eval_set=str(folder),
+    )
+    base.update(kw)
+    return BenchOptions(**base)
+
+
+def test_selfie_model_on_real_photos_matches_desktop_evaluation(
+    selfie, photo_set, phones, tmp_path
+):
+    expected = desktop_iou(selfie)
+    assert expected > 0.6  # precondition: the documented normalization gives a real mask
+    store_path = tmp_path / "r.db"
+    out = run_bench(_opts(selfie, phones[0], store_path, photo_set))  # no normalization flags
+    assert out.status == "complete" and len(out.cells) == 2
+    assert out.warnings == []  # the normalization was known: from the model's metadata
+    with Store(store_path) as store:
+        config = store.run(out.run_id)["config"]
+    assert config["variants"][0]["io"]["normalization_source"] == "metadata"
+    for cell in out.cells:
+        gt_iou = cell.accuracy["vs_gt"]["iou"]
+        assert abs(gt_iou - expected) <= 0.02, (cell.delegate, gt_iou, expected)
+        assert cell.accuracy["vs_reference"]["iou"] >= 0.99
+
+
+def test_flag_contradicting_metadata_is_refused(selfie, photo_set, phones, tmp_path):
+    with pytest.raises(UsageError, match="contradicts the metadata") as err:
+        run_bench(
+            _opts(selfie, phones[0], tmp_path / "r.db", photo_set, io={"input_range": "0,255"})
+        )
+    assert err.value.exit_code == ExitCode.USAGE
+    assert not (tmp_path / "r.db").exists()  # refused before anything was measured
+
+
+def test_flag_agreeing_with_metadata_is_accepted(selfie, photo_set, phones, tmp_path):
+    out = run_bench(
+        _opts(
+            selfie,
+            phones[0],
+            tmp_path / "r.db",
+            photo_set,
+            delegates="cpu",
+            io={"input_range": "0,1"},
+        )
+    )
+    assert out.status == "complete" and out.warnings == []
+
+
+def test_without_metadata_the_unknown_normalization_is_shown(selfie, photo_set, phones, tmp_path):
+    """The issue's trap: no stated normalization. Raw 0..255 pixels are fed (IoU drops) and
+    the run says so in the outcome, the store and the Markdown/HTML report."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    from harness.convert.iospec import UNKNOWN_WARNING
+    from harness.report.assemble import load_report
+    from harness.report.html import render_html
+    from harness.report.markdown import render_markdown
+
+    model = flatbuffer_utils.read_model(str(selfie))
+    model.metadata = []  # what a converter without the metadata writer produces
+    bare = tmp_path / "bare.tflite"
+    bare.write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
+    store_path = tmp_path / "r.db"
+    out = run_bench(_opts(bare, phones[0], store_path, photo_set, delegates="cpu"))
+    assert out.warnings == [f"bare: {UNKNOWN_WARNING}"]
+    assert out.cells[0].accuracy["vs_gt"]["iou"] < desktop_iou(selfie) - 0.3  # 0..255 fed
+    with Store(store_path) as store:
+        report = load_report(store, [out.run_id], with_samples=False)
+    assert report.runs[0].normalization_sources == {"bare": "unknown"}
+    assert UNKNOWN_WARNING in render_markdown(report)
+    assert "input normalization" in render_html(report) and "raw pixels 0..255" in render_html(
+        report
+    )
