@@ -12,7 +12,7 @@ import typer
 
 from harness.ui import console
 
-__all__ = ["convert", "inspect"]
+__all__ = ["convert", "import_model", "inspect"]
 
 
 def convert(
@@ -263,3 +263,46 @@ def _render_inspection(r) -> None:  # type: ignore[no-untyped-def]
         out.print(f"note: {escape(note)}")
     for warning in r.warnings:
         out.print(f"[yellow]warning:[/] {escape(warning)}")
+
+
+def import_model(
+    source: Path = typer.Argument(..., help="A Keras model: .h5, .keras or a SavedModel folder."),
+    out: Path = typer.Option(..., "--out", help="The model folder to write (models/NAME)."),
+    mean: str = typer.Option(None, "--mean", help="Input normalization mean, e.g. 127.5"),
+    std: str = typer.Option(None, "--std", help="Input normalization std, e.g. 127.5"),
+    input_range: str = typer.Option(
+        None, "--input-range", help="Named input range instead of --mean/--std: 0,1 | -1,1 | 0,255."
+    ),
+    fg_channel: int = typer.Option(
+        None, "--fg-channel", help="Foreground channel of a 2-channel output (default 1)."
+    ),
+    name: str = typer.Option(None, "--name", help="Model name (default: the folder's name)."),
+    data: str = typer.Option(
+        None,
+        "--data",
+        help="Calibration/eval data for convert: a folder with images/ and masks/, or 'synthetic'.",
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print train.json as JSON."),
+) -> None:
+    """Make a model folder from a Keras network trained elsewhere (final activation stripped)."""
+    from rich.markup import escape
+
+    from harness.convert.importer import import_keras
+    from harness.convert.iospec import IoOptions
+
+    io = IoOptions(mean=mean, std=std, input_range=input_range, fg_channel=fg_channel)
+    with console().status(f"importing {source}"):
+        result = import_keras(source, out, io, name=name, data=data)
+    if json_out:
+        typer.echo(json.dumps(result.train_json, indent=2))
+        return
+    info = result.train_json
+    inp, imp = info["input"], info["imported"]
+    console().print(
+        f"[bold]{escape(str(result.folder))}[/]: input {inp['height']}x{inp['width']}x"
+        f"{inp['channels']}, stripped {imp['stripped_activation']} -> 2-channel logits "
+        f"(foreground {info['output']['foreground_channel']}); next: harness convert "
+        f"{escape(str(result.folder))}"
+    )
+    for warning in result.warnings:
+        console().print(f"[yellow]warning:[/] {escape(warning)}")
