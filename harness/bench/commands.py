@@ -49,19 +49,23 @@ PriorOption = Annotated[
 ]
 
 
-def io_options(mean, std, input_range, output, fg_channel, activation, prior) -> dict:  # type: ignore[no-untyped-def]
+ResizeOption = Annotated[
+    str | None,
+    typer.Option("--resize", help="Eval photos to the model input: stretch (default) | letterbox."),
+]
+MaskClassOption = Annotated[
+    int | None,
+    typer.Option(
+        "--mask-class", help="Class-index masks: the foreground class (255 = ignore, VOC style)."
+    ),
+]
+
+
+def io_options(**flags) -> dict:  # type: ignore[no-untyped-def]
     """The I/O flags as a checked ``IoOptions`` dict (bad values fail here, in one line)."""
     from harness.convert.iospec import IoOptions
 
-    return IoOptions(
-        mean=mean,
-        std=std,
-        input_range=input_range,
-        output=output,
-        fg_channel=fg_channel,
-        activation=activation,
-        prior=prior,
-    ).to_dict()
+    return IoOptions(**flags).to_dict()
 
 
 def print_warnings(warnings: list[str] | tuple[str, ...]) -> None:
@@ -179,6 +183,8 @@ def bench(
     fg_channel: FgChannelOption = None,
     activation: ActivationOption = None,
     prior: PriorOption = None,
+    resize: ResizeOption = None,
+    mask_class: MaskClassOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Benchmark variants on phones: latency per delegate and accuracy vs desktop references."""
@@ -201,7 +207,17 @@ def bench(
         timeout=timeout,
         wait_lock=wait_lock,
         reconnect_wait=reconnect_wait,
-        io=io_options(mean, std, input_range, output, fg_channel, activation, prior),
+        io=io_options(
+            mean=mean,
+            std=std,
+            input_range=input_range,
+            output=output,
+            fg_channel=fg_channel,
+            activation=activation,
+            prior=prior,
+            resize=resize,
+            mask_class=mask_class,
+        ),
     )
     rows: list[tuple[str, ...]] = []
     state = {"pending": 0, "title": "bench", "live": None}

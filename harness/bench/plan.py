@@ -145,10 +145,17 @@ def resolve_delegates(text: str | None) -> list[Delegate]:
     return list(dict.fromkeys(parse_delegate(n) for n in names))
 
 
-def eval_images(source: str, n: int, target: Target) -> tuple[str, np.ndarray, np.ndarray | None]:
-    """(name, images uint8 [N,H,W,C], masks or None) at the target's input size."""
+def eval_images(
+    source: str, n: int, target: Target, io: IoOptions | None = None
+) -> tuple[str, np.ndarray, np.ndarray | None]:
+    """(name, images uint8 [N,H,W,C], masks or None) at the target's input size.
+
+    A folder is read by :func:`harness.evalset.load_eval_folder` (photos of any size; binary
+    or ``--mask-class`` masks, 255 = ignore; ``--resize stretch|letterbox``).
+    """
     if n < 1:
         raise UsageError("--images must be at least 1")
+    io = io or IoOptions()
     h, w, c = target.input.height, target.input.width, target.input.channels
     if c not in (1, 3, 4):
         raise UsageError(f"{target.variant_id}: {c}-channel input is not an image")
@@ -157,26 +164,39 @@ def eval_images(source: str, n: int, target: Target) -> tuple[str, np.ndarray, n
 
         images, masks = synthetic_portraits(n, max(h, w), EVAL_SEED, channels=4 if c == 4 else 3)
         name = f"synthetic-{n}x{max(h, w)}-seed{EVAL_SEED}"
+        if (h, w) != images.shape[1:3]:
+            import cv2
+
+            images = np.stack(
+                [cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in images]
+            )
+            masks = np.stack(
+                [cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST) for m in masks]
+            )
     else:
         folder = Path(source)
         if not folder.is_dir():
             raise UsageError(f"--eval-set {source}: not a folder (or 'synthetic')")
-        from harness.train.data import load_folder
+        from harness.evalset import Resize, load_eval_folder, stem_keys
 
-        images, masks = load_folder(folder, max(h, w), channels=4 if c == 4 else 3)
-        images, masks = images[:n], masks[:n]
-        name = f"{folder.name}-{len(images)}x{max(h, w)}"
-    if (h, w) != images.shape[1:3]:
-        import cv2
+        loaded = load_eval_folder(
+            folder, h, w, mask_class=io.mask_class, resize=Resize.parse(io.resize), limit=n
+        )
+        images, masks = loaded.images, loaded.masks
+        if c == 4:
+            from harness.train.synthetic import prior_masks
 
-        images = np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in images])
-        masks = np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST) for m in masks])
+            prior = prior_masks((masks == 1).astype(np.uint8), stem_keys(loaded.stems))
+            images = np.concatenate([images, prior[..., None]], axis=-1)
+        name = f"{folder.name}-{len(images)}x{h}x{w}-{loaded.resize}"
+        if loaded.mask_class is not None:
+            name += f"-class{loaded.mask_class}"
     if c == 1:
         images = images[..., :1]
-    prior = target.io.prior if target.io is not None else None
-    if c == 4 and prior is not None and prior is not Prior.GT:
-        images = fill_prior(images, prior, target)
-        name = f"{name}-prior-{prior}"
+    prior_kind = target.io.prior if target.io is not None else None
+    if c == 4 and prior_kind is not None and prior_kind is not Prior.GT:
+        images = fill_prior(images, prior_kind, target)
+        name = f"{name}-prior-{prior_kind}"
     return name, np.ascontiguousarray(images), np.ascontiguousarray(masks)
 
 

@@ -499,7 +499,7 @@ def run_bench(
             locks.append(d.lock(wait=opts.wait_lock).acquire())  # DeviceBusy: refuse
         infos = [d.retrying(d.probe, "probe") for _, d in devices]
         first = targets[0]
-        name, images, masks = eval_images(opts.eval_set, opts.images, first)
+        name, images, masks = eval_images(opts.eval_set, opts.images, first, opts.io_options())
         eval_set = EvalSet(name, images, masks)
         cache_dir = Path(opts.model) / "reference" if Path(opts.model).is_dir() else None
         references, float_fg = {}, None
@@ -536,7 +536,14 @@ def run_bench(
                 ],
                 "warnings": warnings,
                 "delegates": [d.value for d in delegates],
-                "eval_set": {**eval_set.describe(), "source": opts.eval_set},
+                "eval_set": {
+                    **eval_set.describe(),
+                    "source": opts.eval_set,
+                    "resize": None
+                    if opts.eval_set == "synthetic"
+                    else (opts.io_options().resize or "stretch"),
+                    "mask_class": opts.io_options().mask_class,
+                },
             }
             run_id = store.create_run(config)
             done = set()

@@ -96,11 +96,18 @@ class IoOptions:
     fg_channel: int | None = None
     activation: str | None = None
     prior: str | None = None
+    resize: str | None = None  # eval photos to the input: stretch | letterbox (harness.evalset)
+    mask_class: int | None = None  # class-index masks: the foreground class (255 = ignore)
 
     def __post_init__(self) -> None:
+        from harness.evalset import Resize
+
         self.normalization()  # bad flags fail at once, in one line
         self.activation_enum()
         Prior.parse(self.prior)
+        Resize.parse(self.resize)
+        if self.mask_class is not None and not 0 <= self.mask_class < 255:
+            raise UsageError(f"--mask-class {self.mask_class}: expected 0..254 (255 = ignore)")
 
     def normalization(self) -> Normalization | None:
         if (self.mean is None) != (self.std is None):

@@ -11,9 +11,11 @@ from harness.bench.commands import (
     ActivationOption,
     FgChannelOption,
     InputRangeOption,
+    MaskClassOption,
     MeanOption,
     OutputOption,
     PriorOption,
+    ResizeOption,
     StdOption,
     io_options,
     print_warnings,
@@ -73,6 +75,8 @@ def diagnose(
     fg_channel: FgChannelOption = None,
     activation: ActivationOption = None,
     prior: PriorOption = None,
+    resize: ResizeOption = None,
+    mask_class: MaskClassOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Diagnose a model on phones: failing delegate configs, the op that breaks, what to ship."""
@@ -94,7 +98,17 @@ def diagnose(
         probe_images=probe_images,
         tolerance=tolerance,
         timeout=timeout,
-        io=io_options(mean, std, input_range, output, fg_channel, activation, prior),
+        io=io_options(
+            mean=mean,
+            std=std,
+            input_range=input_range,
+            output=output,
+            fg_channel=fg_channel,
+            activation=activation,
+            prior=prior,
+            resize=resize,
+            mask_class=mask_class,
+        ),
     )
     if as_json:
         typer.echo(json.dumps(run_diagnose(opts), indent=2))

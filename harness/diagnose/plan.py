@@ -31,7 +31,7 @@ from harness.errors import ModelError, UsageError
 
 __all__ = ["DEFAULT_BUILD_HEADS", "DiagnosisPlan", "plan_model"]
 
-_INPUT_FLAGS = ("mean", "std", "input_range", "prior")
+_INPUT_FLAGS = ("mean", "std", "input_range", "prior", "resize", "mask_class")
 
 # Heads built when a model folder has none yet: the failing head and the documented remedies.
 DEFAULT_BUILD_HEADS = (Head.SOFTMAX, Head.SIGMOID, Head.LOGITS, Head.ARGMAX)

@@ -301,7 +301,9 @@ def run_diagnose(
         plan.model, plan.variants, IoOptions.from_dict(bench_io)
     )
     targets = {t.variant_id: t for t in target_list}
-    name, images, masks = eval_images(opts.eval_set, opts.images, target_list[0])
+    name, images, masks = eval_images(
+        opts.eval_set, opts.images, target_list[0], IoOptions.from_dict(bench_io)
+    )
     eval_set = EvalSet(name, images, masks)
     say("checking exposure on the desktop")
     findings = {t.variant_id: exposure(t.path, preprocess(images, t.input)) for t in target_list}

@@ -135,3 +135,77 @@ def test_without_metadata_the_unknown_normalization_is_shown(selfie, photo_set, 
     assert "input normalization" in render_html(report) and "raw pixels 0..255" in render_html(
         report
     )
+
+
+def _voc_folder(dest: Path) -> Path:
+    """The photos with VOC-style masks: class 15 = person, 0 = background, a 255 ("ignore")
+    band 3 px wide along the person's outline, as palette PNGs."""
+    from PIL import Image
+
+    photos.photo_folder(dest)
+    for stem in photos.PHOTOS:
+        person = photos.mask(stem).astype(np.uint8)
+        band = cv2.dilate(person, np.ones((7, 7), np.uint8)) - cv2.erode(
+            person, np.ones((7, 7), np.uint8)
+        )
+        voc = np.where(person > 0, 15, 0).astype(np.uint8)
+        voc[band > 0] = 255
+        im = Image.fromarray(voc, mode="L").convert("P")
+        im.putpalette([v for i in range(256) for v in (i, i, i)])
+        im.save(dest / "masks" / f"{stem}.png")
+    return dest
+
+
+def letterbox_desktop_iou(model: Path) -> float:
+    """Independent: aspect kept, black padding; padding and the 255 band are not scored."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(model))
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    ious = []
+    for stem in sorted(photos.PHOTOS):
+        rgb, person = photos.photo_rgb(stem), photos.mask(stem).astype(np.uint8)
+        band = cv2.dilate(person, np.ones((7, 7), np.uint8)) - cv2.erode(
+            person, np.ones((7, 7), np.uint8)
+        )
+        h, w = rgb.shape[:2]
+        s = min(SIZE / h, SIZE / w)
+        nh, nw = round(h * s), round(w * s)
+        top, left = (SIZE - nh) // 2, (SIZE - nw) // 2
+        x = np.zeros((SIZE, SIZE, 3), np.uint8)
+        x[top : top + nh, left : left + nw] = cv2.resize(
+            rgb, (nw, nh), interpolation=cv2.INTER_AREA
+        )
+        valid = np.zeros((SIZE, SIZE), bool)
+        valid[top : top + nh, left : left + nw] = (
+            cv2.resize(band, (nw, nh), interpolation=cv2.INTER_NEAREST) == 0
+        )
+        gt = np.zeros((SIZE, SIZE), bool)
+        gt[top : top + nh, left : left + nw] = (
+            cv2.resize(person, (nw, nh), interpolation=cv2.INTER_NEAREST) > 0
+        )
+        interp.set_tensor(inp["index"], (x.astype(np.float32) / 255.0)[None])
+        interp.invoke()
+        pred = interp.get_tensor(out["index"])[0, ..., 0] > 0.5
+        p, g = pred[valid], gt[valid]
+        ious.append(np.count_nonzero(p & g) / np.count_nonzero(p | g))
+    return float(np.mean(ious))
+
+
+def test_voc_masks_letterboxed_match_desktop_evaluation(selfie, phones, tmp_path):
+    folder = _voc_folder(tmp_path / "voc")
+    expected = letterbox_desktop_iou(selfie)
+    assert expected > 0.6
+    io = {"mask_class": 15, "resize": "letterbox"}
+    store_path = tmp_path / "r.db"
+    out = run_bench(_opts(selfie, phones[0], store_path, folder, delegates="cpu", io=io))
+    [cell] = out.cells
+    assert abs(cell.accuracy["vs_gt"]["iou"] - expected) <= 0.02, (cell.accuracy, expected)
+    assert cell.accuracy["vs_gt"]["ignored_pixels"] > 0
+    with Store(store_path) as store:
+        eval_cfg = store.run(out.run_id)["config"]["eval_set"]
+    assert eval_cfg["resize"] == "letterbox" and eval_cfg["mask_class"] == 15
+    with pytest.raises(UsageError, match="--mask-class 9: no mask"):
+        run_bench(_opts(selfie, phones[0], tmp_path / "r2.db", folder, io={"mask_class": 9}))
+    assert not (tmp_path / "r2.db").exists()

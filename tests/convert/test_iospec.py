@@ -192,3 +192,25 @@ def test_cli_one_line_errors(two_outputs: Path, capsys) -> None:
     assert exc.value.code == ExitCode.USAGE
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --output 7") and len(err.splitlines()) == 1
+
+
+def test_prior_channel_empty_and_previous(tmp_path: Path) -> None:
+    """``previous``: image i+1's prior is the desktop mask of image i (a video, in order)."""
+    from harness.bench.plan import fill_prior, resolve_targets
+
+    tf = tfcompat.tf()
+    path = tmp_path / "video.tflite"  # fg where the red channel is above mid-grey
+    path.write_bytes(_convert(lambda x: tf.math.sigmoid(10.0 * x[..., :1]), [1, 8, 12, 4]))
+    io = IoOptions(input_range="-1,1", prior="previous")
+    _, [target] = resolve_targets(str(path), None, io)
+    assert target.io.prior is Prior.PREVIOUS
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (3, 8, 12, 4), dtype=np.uint8)
+    images[..., 0] = np.where(images[..., 0] == 128, 129, images[..., 0])  # no ties at 0.5
+    out = fill_prior(images, Prior.PREVIOUS, target)
+    assert (out[0, ..., 3] == 0).all()
+    for i in (1, 2):
+        expected = (images[i - 1, ..., 0] > 127.5).astype(np.uint8) * 255
+        assert np.array_equal(out[i, ..., 3], expected)
+    assert np.array_equal(out[..., :3], images[..., :3])
+    assert (fill_prior(images, Prior.EMPTY, target)[..., 3] == 0).all()
