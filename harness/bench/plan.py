@@ -37,6 +37,11 @@ class Target:
     def warnings(self) -> tuple[str, ...]:
         return self.io.warnings if self.io is not None else ()
 
+    def config_entry(self) -> dict:
+        """What a run's config records of this target."""
+        io = self.io.to_dict() if self.io is not None else None
+        return {"id": self.variant_id, "sha256": self.sha256, "file": str(self.path), "io": io}
+
     @property
     def output_offset(self) -> int:
         """Byte offset of the decoded output inside one sample's --output_filepath bytes."""
@@ -198,6 +203,13 @@ def eval_images(
         images = fill_prior(images, prior_kind, target)
         name = f"{name}-prior-{prior_kind}"
     return name, np.ascontiguousarray(images), np.ascontiguousarray(masks)
+
+
+def eval_source(source: str, io: IoOptions) -> dict:
+    """Where the eval set came from and how it was fitted (recorded with the run)."""
+    if source == "synthetic":
+        return {"source": source, "resize": None, "mask_class": None}
+    return {"source": source, "resize": io.resize or "stretch", "mask_class": io.mask_class}
 
 
 def fill_prior(images: np.ndarray, prior: Prior, target: Target) -> np.ndarray:

@@ -26,7 +26,14 @@ import numpy as np
 
 from harness.bench import compare
 from harness.bench.measure import CellFailed, Settings, accuracy_pass, latency_pass
-from harness.bench.plan import Target, eval_images, input_key, resolve_delegates, resolve_targets
+from harness.bench.plan import (
+    Target,
+    eval_images,
+    eval_source,
+    input_key,
+    resolve_delegates,
+    resolve_targets,
+)
 from harness.bench.stage import Staged, local_inputs, stage
 from harness.convert.iospec import IoOptions
 from harness.devices import adb
@@ -525,24 +532,12 @@ def run_bench(
                 "repeats": opts.repeats,
                 "threads": opts.threads,
                 "devices": [e.serial for e, _ in devices],
-                "variants": [
-                    {
-                        "id": t.variant_id,
-                        "sha256": t.sha256,
-                        "file": str(t.path),
-                        "io": t.io.to_dict() if t.io is not None else None,
-                    }
-                    for t in targets
-                ],
+                "variants": [t.config_entry() for t in targets],
                 "warnings": warnings,
                 "delegates": [d.value for d in delegates],
                 "eval_set": {
                     **eval_set.describe(),
-                    "source": opts.eval_set,
-                    "resize": None
-                    if opts.eval_set == "synthetic"
-                    else (opts.io_options().resize or "stretch"),
-                    "mask_class": opts.io_options().mask_class,
+                    **eval_source(opts.eval_set, opts.io_options()),
                 },
             }
             run_id = store.create_run(config)
