@@ -113,6 +113,7 @@ def test_one_channel_sigmoid_file(tmp_path: Path) -> None:
     assert np.array_equal(run_tflite(files[Head.ARGMAX], x), (logits[..., 0] > 0).astype(np.uint8))
 
 
+@pytest.mark.filterwarnings("ignore:Statistics for quantized inputs were expected")
 def test_quantized_file_is_refused_in_one_line(tmp_path: Path) -> None:
     keras = tfcompat.keras()
     inp = keras.Input((8, 8, 3), batch_size=1)
