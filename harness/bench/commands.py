@@ -78,6 +78,7 @@ def print_warnings(warnings: list[str] | tuple[str, ...]) -> None:
 def _cell_row(cell: CellRecord) -> tuple[str, ...]:
     lat = cell.latency.get("avg_ms")
     acc = cell.accuracy.get("vs_reference") or {}
+    gt = cell.accuracy.get("vs_gt") or {}
     sig = cell.accuracy.get("signature", "")
     status = (
         "[green]ok[/]"
@@ -91,6 +92,7 @@ def _cell_row(cell: CellRecord) -> tuple[str, ...]:
         f"{lat:.3f}" if lat is not None else "-",
         f"{cell.latency.get('spread_pct', 0):.1f}%" if lat is not None else "-",
         f"{acc['iou']:.4f}" if "iou" in acc else "-",
+        f"{gt['iou']:.4f}" if "iou" in gt else "-",
         cell.delegation.get("verdict", "-") or "-",
         status,
     )
@@ -107,6 +109,7 @@ def _table(rows: list[tuple[str, ...]], pending: int, title: str) -> Table:
         ("avg ms", "right"),
         ("spread", "right"),
         ("IoU vs desktop", "right"),
+        ("IoU vs GT", "right"),
         ("delegation", "left"),
         ("result", "left"),
     ):
