@@ -25,7 +25,7 @@ import numpy as np
 
 from harness.errors import UsageError
 
-__all__ = ["IGNORE", "EvalFolder", "Resize", "load_eval_folder"]
+__all__ = ["IGNORE", "EvalFolder", "Resize", "full_resolution_iou", "load_eval_folder"]
 
 IGNORE = 255
 _SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -50,6 +50,8 @@ class EvalFolder:
     stems: tuple[str, ...]
     resize: Resize
     mask_class: int | None
+    originals: tuple[np.ndarray, ...] = ()  # labels {0, 1, IGNORE} at each photo's own size
+    boxes: tuple[tuple[int, int, int, int], ...] = ()  # (top, left, h, w) of the photo in H x W
 
     def describe(self) -> dict[str, object]:
         return {
@@ -119,6 +121,7 @@ def _fit(image: np.ndarray, labels: np.ndarray, h: int, w: int, resize: Resize):
         return (
             cv2.resize(image, (w, h), interpolation=inter),
             cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST),
+            (0, 0, h, w),
         )
     scale = min(h / ih, w / iw)
     nh, nw = max(1, round(ih * scale)), max(1, round(iw * scale))
@@ -130,7 +133,7 @@ def _fit(image: np.ndarray, labels: np.ndarray, h: int, w: int, resize: Resize):
     out_labels[top : top + nh, left : left + nw] = cv2.resize(
         labels, (nw, nh), interpolation=cv2.INTER_NEAREST
     )
-    return out_image, out_labels
+    return out_image, out_labels, (top, left, nh, nw)
 
 
 def load_eval_folder(
@@ -146,7 +149,7 @@ def load_eval_folder(
     if mask_class is not None and not 0 <= mask_class < IGNORE:
         raise UsageError(f"--mask-class {mask_class}: expected 0..254 (255 means ignore)")
     pairs = _pairs(Path(folder))[:limit]
-    images, masks, seen = [], [], set()
+    images, masks, originals, boxes, seen = [], [], [], [], set()
     for _stem, image_path, mask_path in pairs:
         image, plane = _read_image(image_path), _read_mask(mask_path)
         if plane.shape != image.shape[:2]:
@@ -155,18 +158,41 @@ def load_eval_folder(
                 f"mask is {plane.shape[1]}x{plane.shape[0]}"
             )
         seen.update(int(v) for v in np.unique(plane))
-        image, labels = _fit(image, _labels(plane, mask_class), height, width, resize)
+        full = _labels(plane, mask_class)
+        image, labels, box = _fit(image, full, height, width, resize)
         images.append(image)
         masks.append(labels)
+        originals.append(full)
+        boxes.append(box)
     if mask_class is not None and mask_class not in seen:
         present = ", ".join(str(v) for v in sorted(seen)[:12])
         raise UsageError(
             f"--mask-class {mask_class}: no mask in {folder} has that class (values present: "
             f"{present})"
         )
+    stems = tuple(p[0] for p in pairs)
     return EvalFolder(
-        np.stack(images), np.stack(masks), tuple(p[0] for p in pairs), resize, mask_class
+        np.stack(images), np.stack(masks), stems, resize, mask_class, tuple(originals), tuple(boxes)
     )
+
+
+def full_resolution_iou(masks: np.ndarray, folder: EvalFolder) -> float:
+    """Mean IoU of model-resolution masks ``[N, H, W]`` taken back to each photo's own size
+    (the photo's box cut out of a letterbox, nearest-neighbour upsampling), ignore left out."""
+    import cv2
+
+    ih, iw = folder.images.shape[1:3]
+    ious = []
+    for mask, truth, (top, left, h, w) in zip(masks, folder.originals, folder.boxes, strict=True):
+        sy, sx = mask.shape[0] / ih, mask.shape[1] / iw  # an output smaller than the input
+        top, h, left, w = round(top * sy), round(h * sy), round(left * sx), round(w * sx)
+        box = np.ascontiguousarray(mask[top : top + h, left : left + w], np.uint8)
+        full = cv2.resize(box, truth.shape[::-1], interpolation=cv2.INTER_NEAREST) != 0
+        valid = truth != IGNORE
+        pred, true = full[valid], truth[valid] == 1
+        union = np.count_nonzero(pred | true)
+        ious.append(1.0 if union == 0 else np.count_nonzero(pred & true) / union)
+    return float(np.mean(ious))
 
 
 def stem_keys(stems: tuple[str, ...]) -> list[tuple[int, int]]:

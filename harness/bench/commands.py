@@ -60,6 +60,13 @@ MaskClassOption = Annotated[
     ),
 ]
 
+FullResOption = Annotated[
+    bool,
+    typer.Option(
+        "--full-res-iou", help="Also score IoU vs ground truth at each photo's own resolution."
+    ),
+]
+
 
 def io_options(**flags) -> dict:  # type: ignore[no-untyped-def]
     """The I/O flags as a checked ``IoOptions`` dict (bad values fail here, in one line)."""
@@ -188,6 +195,7 @@ def bench(
     prior: PriorOption = None,
     resize: ResizeOption = None,
     mask_class: MaskClassOption = None,
+    full_res_iou: FullResOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Benchmark variants on phones: latency per delegate and accuracy vs desktop references."""
@@ -220,6 +228,7 @@ def bench(
             prior=prior,
             resize=resize,
             mask_class=mask_class,
+            full_res_iou=full_res_iou or None,
         ),
     )
     rows: list[tuple[str, ...]] = []

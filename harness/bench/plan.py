@@ -205,6 +205,18 @@ def eval_images(
     return name, np.ascontiguousarray(images), np.ascontiguousarray(masks)
 
 
+def full_resolution(source: str, n: int, target: Target, io: IoOptions):  # type: ignore[no-untyped-def]
+    """The eval folder with each photo's own-size mask, when ``--full-res-iou`` asks for it."""
+    if not io.full_res_iou or source == "synthetic":
+        return None
+    from harness.evalset import Resize, load_eval_folder
+
+    h, w = target.input.height, target.input.width
+    return load_eval_folder(
+        Path(source), h, w, mask_class=io.mask_class, resize=Resize.parse(io.resize), limit=n
+    )
+
+
 def eval_source(source: str, io: IoOptions) -> dict:
     """Where the eval set came from and how it was fitted (recorded with the run)."""
     if source == "synthetic":

@@ -30,6 +30,7 @@ from harness.bench.plan import (
     Target,
     eval_images,
     eval_source,
+    full_resolution,
     input_key,
     resolve_delegates,
     resolve_targets,
@@ -126,6 +127,7 @@ class _Shared:
     lock: threading.Lock = field(default_factory=threading.Lock)
     outcome: Outcome | None = None
     finishers: list = field(default_factory=list)  # one _Finisher per device
+    full_res: object | None = None  # harness.evalset.EvalFolder for --full-res-iou
 
 
 def _affinity(device: Device, info: DeviceInfo) -> str | None:
@@ -189,6 +191,10 @@ def _accuracy(shared: _Shared, target: Target, raw: np.ndarray) -> tuple[dict, b
         else None,
         "signature": compare.signature(ref),
     }
+    if shared.full_res is not None and accuracy["vs_gt"] is not None:
+        from harness.evalset import full_resolution_iou
+
+        accuracy["vs_gt"]["iou_full_res"] = full_resolution_iou(mask, shared.full_res)
     outputs = encode_arrays(
         {
             "device_fg": fg.astype(np.float32),
@@ -577,6 +583,7 @@ def run_bench(
             on_cell or (lambda cell: None),
         )
         shared.outcome = outcome
+        shared.full_res = full_resolution(opts.eval_set, opts.images, first, opts.io_options())
         threads = [
             threading.Thread(
                 target=_worker,

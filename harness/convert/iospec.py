@@ -98,6 +98,7 @@ class IoOptions:
     prior: str | None = None
     resize: str | None = None  # eval photos to the input: stretch | letterbox (harness.evalset)
     mask_class: int | None = None  # class-index masks: the foreground class (255 = ignore)
+    full_res_iou: bool | None = None  # also score IoU vs ground truth at each photo's own size
 
     def __post_init__(self) -> None:
         from harness.evalset import Resize

@@ -96,18 +96,31 @@ def test_flag_contradicting_metadata_is_refused(selfie, photo_set, phones, tmp_p
     assert not (tmp_path / "r.db").exists()  # refused before anything was measured
 
 
+def full_res_desktop_iou(model: Path) -> float:
+    """Independent: the desktop mask at 256x256, upsampled (nearest) to the photo's size."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(model))
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    ious = []
+    for stem in sorted(photos.PHOTOS):
+        rgb, gt = photos.photo_rgb(stem), photos.mask(stem)
+        x = cv2.resize(rgb, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+        interp.set_tensor(inp["index"], (x.astype(np.float32) / 255.0)[None])
+        interp.invoke()
+        pred = (interp.get_tensor(out["index"])[0, ..., 0] > 0.5).astype(np.uint8)
+        full = cv2.resize(pred, gt.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
+        ious.append(np.count_nonzero(full & gt) / np.count_nonzero(full | gt))
+    return float(np.mean(ious))
+
+
 def test_flag_agreeing_with_metadata_is_accepted(selfie, photo_set, phones, tmp_path):
-    out = run_bench(
-        _opts(
-            selfie,
-            phones[0],
-            tmp_path / "r.db",
-            photo_set,
-            delegates="cpu",
-            io={"input_range": "0,1"},
-        )
-    )
+    io = {"input_range": "0,1", "full_res_iou": True}
+    out = run_bench(_opts(selfie, phones[0], tmp_path / "r.db", photo_set, delegates="cpu", io=io))
     assert out.status == "complete" and out.warnings == []
+    gt = out.cells[0].accuracy["vs_gt"]
+    assert abs(gt["iou_full_res"] - full_res_desktop_iou(selfie)) <= 0.02, gt
 
 
 def test_without_metadata_the_unknown_normalization_is_shown(selfie, photo_set, phones, tmp_path):

@@ -88,3 +88,18 @@ def test_bad_folders_are_one_line_errors(tmp_path: Path) -> None:
         Resize.parse("crop")
     with pytest.raises(UsageError, match="has no images/"):
         load_eval_folder(tmp_path / "nowhere", 8, 8)
+
+
+def test_full_resolution_iou_undoes_the_letterbox(tmp_path: Path) -> None:
+    from harness.evalset import full_resolution_iou
+
+    truth = np.zeros((20, 40), np.uint8)
+    truth[:, :20] = 1  # left half of a landscape photo
+    folder = load_eval_folder(_folder(tmp_path, {"w": truth}), 16, 16, resize=Resize.LETTERBOX)
+    perfect = (folder.masks == 1).astype(np.uint8)  # the fitted truth, padding as background
+    assert full_resolution_iou(perfect, folder) == 1.0
+    padding_only = (folder.masks == IGNORE).astype(np.uint8)  # right only where nothing counts
+    assert full_resolution_iou(padding_only, folder) == 0.0
+    half = np.zeros((1, 8, 8), np.uint8)  # a half-resolution output: the box is scaled
+    half[0, 2:6, :4] = 1
+    assert full_resolution_iou(half, folder) == 1.0
