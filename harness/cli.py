@@ -100,6 +100,7 @@ def _register() -> None:
 
         app.command("convert")(convert_commands.convert)
         app.command("inspect")(convert_commands.inspect)
+        app.command("import")(convert_commands.import_model)
     except ImportError:
         pass
 

@@ -15,10 +15,78 @@ from harness.errors import PartialRun
 from harness.store import CellRecord
 from harness.ui import console, err_console
 
+# I/O overrides shared by bench and diagnose (harness.convert.iospec resolves them).
+MeanOption = Annotated[
+    str | None,
+    typer.Option("--mean", help="Input normalization mean, e.g. 127.5 or 123.7,116.3,103.5."),
+]
+StdOption = Annotated[
+    str | None, typer.Option("--std", help="Input normalization std, e.g. 127.5.")
+]
+InputRangeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--input-range", help="Named input range instead of --mean/--std: 0,1 | -1,1 | 0,255."
+    ),
+]
+OutputOption = Annotated[
+    str | None,
+    typer.Option("--output", help="The mask output: name or index (default: first per-pixel map)."),
+]
+FgChannelOption = Annotated[
+    int | None, typer.Option("--fg-channel", help="Foreground channel of the mask output.")
+]
+ActivationOption = Annotated[
+    str | None,
+    typer.Option(
+        "--activation", help="Activation in the model: none (logits), sigmoid, softmax, argmax."
+    ),
+]
+PriorOption = Annotated[
+    str | None,
+    typer.Option(
+        "--prior", help="4-channel inputs: prior-mask channel from gt | empty | previous."
+    ),
+]
+
+
+ResizeOption = Annotated[
+    str | None,
+    typer.Option("--resize", help="Eval photos to the model input: stretch (default) | letterbox."),
+]
+MaskClassOption = Annotated[
+    int | None,
+    typer.Option(
+        "--mask-class", help="Class-index masks: the foreground class (255 = ignore, VOC style)."
+    ),
+]
+
+FullResOption = Annotated[
+    bool,
+    typer.Option(
+        "--full-res-iou", help="Also score IoU vs ground truth at each photo's own resolution."
+    ),
+]
+
+
+def io_options(**flags) -> dict:  # type: ignore[no-untyped-def]
+    """The I/O flags as a checked ``IoOptions`` dict (bad values fail here, in one line)."""
+    from harness.convert.iospec import IoOptions
+
+    return IoOptions(**flags).to_dict()
+
+
+def print_warnings(warnings: list[str] | tuple[str, ...]) -> None:
+    from rich.markup import escape
+
+    for warning in warnings:
+        console().print(f"[yellow]warning:[/] {escape(warning)}")
+
 
 def _cell_row(cell: CellRecord) -> tuple[str, ...]:
     lat = cell.latency.get("avg_ms")
     acc = cell.accuracy.get("vs_reference") or {}
+    gt = cell.accuracy.get("vs_gt") or {}
     sig = cell.accuracy.get("signature", "")
     status = (
         "[green]ok[/]"
@@ -32,6 +100,7 @@ def _cell_row(cell: CellRecord) -> tuple[str, ...]:
         f"{lat:.3f}" if lat is not None else "-",
         f"{cell.latency.get('spread_pct', 0):.1f}%" if lat is not None else "-",
         f"{acc['iou']:.4f}" if "iou" in acc else "-",
+        f"{gt['iou']:.4f}" if "iou" in gt else "-",
         cell.delegation.get("verdict", "-") or "-",
         status,
     )
@@ -48,6 +117,7 @@ def _table(rows: list[tuple[str, ...]], pending: int, title: str) -> Table:
         ("avg ms", "right"),
         ("spread", "right"),
         ("IoU vs desktop", "right"),
+        ("IoU vs GT", "right"),
         ("delegation", "left"),
         ("result", "left"),
     ):
@@ -140,6 +210,16 @@ def bench(
             help="Seconds --require-cool may wait per cell; then that cell fails (resume later).",
         ),
     ] = 600.0,
+    mean: MeanOption = None,
+    std: StdOption = None,
+    input_range: InputRangeOption = None,
+    output: OutputOption = None,
+    fg_channel: FgChannelOption = None,
+    activation: ActivationOption = None,
+    prior: PriorOption = None,
+    resize: ResizeOption = None,
+    mask_class: MaskClassOption = None,
+    full_res_iou: FullResOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Benchmark variants on phones: latency per delegate and accuracy vs desktop references."""
@@ -165,6 +245,18 @@ def bench(
         runner=runner,
         require_cool=require_cool,
         cool_wait=cool_wait,
+        io=io_options(
+            mean=mean,
+            std=std,
+            input_range=input_range,
+            output=output,
+            fg_channel=fg_channel,
+            activation=activation,
+            prior=prior,
+            resize=resize,
+            mask_class=mask_class,
+            full_res_iou=full_res_iou or None,
+        ),
     )
     rows: list[tuple[str, ...]] = []
     state = {"pending": 0, "title": "bench", "live": None}
@@ -209,6 +301,7 @@ def bench(
                     "bytes_cached": outcome.bytes_skipped,
                     "wall_seconds": outcome.wall_seconds,
                     "device_seconds": outcome.device_seconds,
+                    "warnings": outcome.warnings,
                     "cells": [
                         {
                             "device": c.serial,
@@ -234,6 +327,7 @@ def bench(
             + f", {len(outcome.failed)} failed; pushed {outcome.bytes_sent / 1e6:.1f} MB "
             f"({outcome.bytes_skipped / 1e6:.1f} MB already on the phones); store {store}"
         )
+        print_warnings(outcome.warnings)
     if outcome.failed:
         raise PartialRun(
             f"{len(outcome.failed)} of {len(outcome.cells)} cells failed in run "

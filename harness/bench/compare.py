@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from harness import metrics
+from harness.evalset import IGNORE
 
 WRONG_IOU = 0.9  # below this vs the desktop reference, a cell's output is "wrong"
 WRONG_MAX_ABS = 0.1
@@ -104,7 +105,14 @@ def vs_float(device_fg: np.ndarray, device_mask: np.ndarray, float_fg: np.ndarra
 
 
 def vs_gt(device_mask: np.ndarray, gt: np.ndarray) -> dict:
+    """Mean per-image IoU and pixel accuracy; ground-truth pixels equal to 255 (VOC's
+    "ignore", and letterbox padding) are not scored."""
+    valid = gt != IGNORE
+    ious = [_iou(device_mask[i][valid[i]], gt[i][valid[i]]) for i in range(len(gt))]
     return {
-        "iou": float(np.mean([_iou(device_mask[i], gt[i]) for i in range(len(gt))])),
-        "pixel_acc": float(metrics.pixel_accuracy(device_mask.astype(bool), gt.astype(bool))),
+        "iou": float(np.mean(ious)),
+        "pixel_acc": float(
+            metrics.pixel_accuracy(device_mask[valid].astype(bool), gt[valid].astype(bool))
+        ),
+        "ignored_pixels": int(np.count_nonzero(~valid)),
     }

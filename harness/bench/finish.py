@@ -56,6 +56,10 @@ def _accuracy(shared: _Shared, target: Target, raw: np.ndarray) -> tuple[dict, b
         else None,
         "signature": compare.signature(ref),
     }
+    if shared.full_res is not None and accuracy["vs_gt"] is not None:
+        from harness.evalset import full_resolution_iou
+
+        accuracy["vs_gt"]["iou_full_res"] = full_resolution_iou(mask, shared.full_res)
     outputs = encode_arrays(
         {
             "device_fg": fg.astype(np.float32),

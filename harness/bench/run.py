@@ -27,8 +27,17 @@ from harness import assets
 from harness.bench import checks, phone
 from harness.bench.finish import _Finisher
 from harness.bench.measure import CellFailed, Runner, Settings, accuracy_pass, latency_pass
-from harness.bench.plan import Target, eval_images, input_key, resolve_delegates, resolve_targets
+from harness.bench.plan import (
+    Target,
+    eval_images,
+    eval_source,
+    full_resolution,
+    input_key,
+    resolve_delegates,
+    resolve_targets,
+)
 from harness.bench.stage import Staged, local_inputs, stage
+from harness.convert.iospec import IoOptions
 from harness.devices import adb
 from harness.devices.device import Device
 from harness.devices.info import DeviceInfo
@@ -66,9 +75,14 @@ class BenchOptions:
     runner: str = "shell"  # latency pass: shell (benchmark_model binary) or apk (the app)
     require_cool: float | None = None  # °C: before each cell, wait until the hottest zone is below
     cool_wait: float = 600.0  # at most this many seconds per cell, then the cell fails
+    io: dict = field(default_factory=dict)  # IoOptions.to_dict(): normalization, output, prior
+
+    def io_options(self) -> IoOptions:
+        return IoOptions.from_dict(self.io)
 
     def plan_config(self) -> dict:
         keys = (
+            "io",
             "model",
             "variants",
             "delegates",
@@ -97,6 +111,7 @@ class Outcome:
     device_seconds: float = 0.0  # wall time of benchmark_model commands on the devices (summed)
     wall_seconds: float = 0.0
     skipped_cells: int = 0  # already in the store (resume)
+    warnings: list[str] = field(default_factory=list)  # I/O spec warnings (e.g. normalization)
 
     @property
     def failed(self) -> list[CellRecord]:
@@ -123,6 +138,7 @@ class _Shared:
     require_cool: float | None = None
     cool_wait: float = 600.0
     submitted: set = field(default_factory=set)  # (serial, variant sha256, delegate) handed on
+    full_res: object | None = None  # harness.evalset.EvalFolder for --full-res-iou
 
 
 def _measure_cell(
@@ -390,7 +406,8 @@ def run_bench(
         defaults = asdict(BenchOptions(model=""))
         plan = checks.resume_plan(run_id, prior_run, asdict(opts), defaults)
         opts = BenchOptions(**{**asdict(opts), **plan})
-    model_name, targets = resolve_targets(opts.model, opts.variants)
+    model_name, targets = resolve_targets(opts.model, opts.variants, opts.io_options())
+    warnings = list(dict.fromkeys(f"{t.variant_id}: {w}" for t in targets for w in t.warnings))
     delegates = resolve_delegates(opts.delegates)
     runner = Runner.parse(opts.runner).value
     checks.bench_options(opts)
@@ -420,7 +437,7 @@ def run_bench(
             for line in warn_state(state):
                 (on_warning or (lambda text: None))(f"{entry.serial}: {line}")
         first = targets[0]
-        name, images, masks = eval_images(opts.eval_set, opts.images, first)
+        name, images, masks = eval_images(opts.eval_set, opts.images, first, opts.io_options())
         eval_set = EvalSet(name, images, masks)
         cache_dir = Path(opts.model) / "reference" if Path(opts.model).is_dir() else None
         references, float_fg = {}, None
@@ -448,11 +465,13 @@ def run_bench(
                 "repeats": opts.repeats,
                 "threads": opts.threads,
                 "devices": [e.serial for e, _ in devices],
-                "variants": [
-                    {"id": t.variant_id, "sha256": t.sha256, "file": str(t.path)} for t in targets
-                ],
+                "variants": [t.config_entry() for t in targets],
+                "warnings": warnings,
                 "delegates": [d.value for d in delegates],
-                "eval_set": {**eval_set.describe(), "source": opts.eval_set},
+                "eval_set": {
+                    **eval_set.describe(),
+                    **eval_source(opts.eval_set, opts.io_options()),
+                },
             }
             run_id = store.create_run(config)
             done = set()
@@ -464,7 +483,7 @@ def run_bench(
             )
         for t in targets:
             store.add_variant(t.sha256, t.variant_id, model_name, t.spec)
-        outcome = Outcome(run_id, "running")
+        outcome = Outcome(run_id, "running", warnings=warnings)
         plan_rows = []
         per_device = []
         for (entry, device), info in zip(devices, infos, strict=True):
@@ -497,6 +516,7 @@ def run_bench(
         )
         shared.outcome = outcome
         shared.require_cool, shared.cool_wait = opts.require_cool, opts.cool_wait
+        shared.full_res = full_resolution(opts.eval_set, opts.images, first, opts.io_options())
         threads = [
             threading.Thread(
                 target=_guarded_worker,

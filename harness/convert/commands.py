@@ -12,16 +12,23 @@ import typer
 
 from harness.ui import console
 
-__all__ = ["convert", "inspect"]
+__all__ = ["convert", "import_model", "inspect"]
 
 
 def convert(
-    model_dir: Path = typer.Argument(..., help="Model folder (models/NAME) with model.keras."),
+    model_dir: Path = typer.Argument(
+        ..., help="Model folder (models/NAME) with model.keras, or a float .tflite file."
+    ),
     heads: str = typer.Option(
-        "softmax,sigmoid,sigsoftmax,logits,argmax", "--heads", help="Comma list or 'all'."
+        None,
+        "--heads",
+        help="Comma list or 'all' (default: softmax,sigmoid,sigsoftmax,logits,argmax; for a "
+        ".tflite softmax,sigmoid,logits,argmax).",
     ),
     precisions: str = typer.Option(
-        "fp32,fp16,int8-dynamic,int8,qat", "--precisions", help="Comma list or 'all'."
+        None,
+        "--precisions",
+        help="Comma list or 'all' (default: fp32,fp16,int8-dynamic,int8,qat; a .tflite: fp32).",
     ),
     qat_heads: str = typer.Option(
         "softmax",
@@ -37,42 +44,79 @@ def convert(
         0, "--eval-samples", min=0, help="Validation samples for accuracy (0 = all)."
     ),
     no_accuracy: bool = typer.Option(False, "--no-accuracy", help="Skip the accuracy pass."),
+    out: Path = typer.Option(
+        None, "--out", help="A .tflite's model folder (default: beside the file, named by it)."
+    ),
+    mean: str = typer.Option(None, "--mean", help="A .tflite's input normalization mean."),
+    std: str = typer.Option(None, "--std", help="A .tflite's input normalization std."),
+    input_range: str = typer.Option(
+        None, "--input-range", help="A .tflite's input range instead of --mean/--std."
+    ),
+    output: str = typer.Option(None, "--output", help="A .tflite's mask output: name or index."),
+    fg_channel: int = typer.Option(
+        None, "--fg-channel", help="A .tflite's foreground channel (2-class output)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
-    """Convert a trained model to TFLite variants (heads x precisions) + variants.json."""
+    """Convert a trained model (or heads of a float .tflite) to TFLite variants + variants.json."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from harness.convert.pipeline import ConvertOptions, convert_model
     from harness.convert.variants import parse_heads, parse_precisions
 
-    head_list = parse_heads(heads)
-    options = ConvertOptions(
-        heads=head_list,
-        precisions=parse_precisions(precisions),
-        qat_heads=None if qat_heads.strip().lower() == "all" else parse_heads(qat_heads),
-        qat_epochs=qat_epochs,
-        qat_samples=qat_samples,
-        representative_samples=representative,
-        eval_samples=eval_samples or None,
-        accuracy=not no_accuracy,
-    )
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console(), transient=json_out) as bar:
-        task = bar.add_task("loading model", total=None)
+    if model_dir.suffix.lower() == ".tflite" or model_dir.is_file():
+        from harness.convert.from_tflite import convert_tflite
+        from harness.convert.iospec import IoOptions
+        from harness.convert.surgery import SURGERY_HEADS
+        from harness.convert.variants import Precision
+        from harness.errors import UsageError
 
-        def on_progress(message: str, done: int, total: int) -> None:
-            bar.update(task, description=message, completed=done, total=total)
+        if precisions and parse_precisions(precisions) != (Precision.FP32,):
+            raise UsageError("a .tflite gives fp32 heads only: --precisions fp32")
+        io = IoOptions(
+            mean=mean, std=std, input_range=input_range, output=output, fg_channel=fg_channel
+        )
+        with Progress(*columns, console=console(), transient=json_out) as bar:
+            task = bar.add_task("reading model", total=None)
+            manifest = convert_tflite(
+                model_dir,
+                parse_heads(heads) if heads else SURGERY_HEADS,
+                out,
+                io,
+                progress=lambda m, d, t: bar.update(task, description=m, completed=d, total=t),
+            )
+        folder = out or model_dir.with_suffix("")
+    else:
+        from harness.convert.pipeline import ConvertOptions, convert_model
 
-        manifest = convert_model(model_dir, options, progress=on_progress)
+        head_list = parse_heads(heads or "softmax,sigmoid,sigsoftmax,logits,argmax")
+        options = ConvertOptions(
+            heads=head_list,
+            precisions=parse_precisions(precisions or "fp32,fp16,int8-dynamic,int8,qat"),
+            qat_heads=None if qat_heads.strip().lower() == "all" else parse_heads(qat_heads),
+            qat_epochs=qat_epochs,
+            qat_samples=qat_samples,
+            representative_samples=representative,
+            eval_samples=eval_samples or None,
+            accuracy=not no_accuracy,
+        )
+        with Progress(*columns, console=console(), transient=json_out) as bar:
+            task = bar.add_task("loading model", total=None)
+
+            def on_progress(message: str, done: int, total: int) -> None:
+                bar.update(task, description=message, completed=done, total=total)
+
+            manifest = convert_model(model_dir, options, progress=on_progress)
+        folder = model_dir
     if json_out:
         console().print_json(json.dumps(manifest.to_dict()))
         return
-    _render_manifest(manifest, model_dir)
+    _render_manifest(manifest, folder)
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -103,52 +147,54 @@ def _render_manifest(manifest, model_dir: Path) -> None:  # type: ignore[no-unty
             str(len(r.ops)),
             r.gpu.summary(),
             _fmt(vf.get("mask_iou"), ".4f"),
-            _fmt(vf.get("fg_prob_max_abs_error"), ".2e"),
+            _fmt(
+                vf.get("fg_prob_max_abs_error", acc.get("vs_logits_head", {}).get("max_abs_error")),
+                ".2e",
+            ),
             _fmt(gt.get("mask_iou"), ".4f"),
         )
     console().print(table)
     if manifest.float_model:
         gt = manifest.float_model.get("vs_ground_truth", {})
         console().print(f"float Keras model: IoU vs ground truth {_fmt(gt.get('mask_iou'), '.4f')}")
+    checks = manifest.source.get("checks") or {}
+    for name, value in checks.items():
+        console().print(f"check {name.replace('_', ' ')}: {value:.2e}")
+    for warning in manifest.source.get("warnings") or []:
+        console().print(f"[yellow]warning:[/] {warning}")
 
 
 def inspect(
     tflite: Path = typer.Argument(..., help="Any .tflite file."),
     mean: str = typer.Option(None, "--mean", help="Input normalization mean, e.g. 127.5"),
     std: str = typer.Option(None, "--std", help="Input normalization std, e.g. 127.5"),
+    input_range: str = typer.Option(
+        None, "--input-range", help="Named input range instead of --mean/--std: 0,1 | -1,1 | 0,255."
+    ),
     fg_channel: int = typer.Option(None, "--fg-channel", help="Foreground channel index."),
     activation: str = typer.Option(
         None,
         "--activation",
         help="Activation already in the model: none (logits), sigmoid, softmax, argmax.",
     ),
-    output_index: int = typer.Option(0, "--output", help="Which output to describe."),
+    output: str = typer.Option(
+        None, "--output", help="The mask output: name or index (default: first per-pixel map)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Show I/O, semantics, ops, size and the GPU-delegate verdict of a .tflite."""
     from harness.convert.inspection import inspect_tflite
-    from harness.convert.specs import Activation, Normalization
-    from harness.errors import UsageError
+    from harness.convert.iospec import IoOptions
 
-    norm = None
-    if (mean is None) != (std is None):
-        raise UsageError("--mean and --std go together")
-    if mean is not None:
-        norm = Normalization.parse(mean, std)
-    act = None
-    if activation is not None:
-        try:
-            act = Activation(activation.lower())
-        except ValueError:
-            known = ", ".join(a.value for a in Activation)
-            raise UsageError(f"unknown --activation {activation!r} (known: {known})") from None
-    result = inspect_tflite(
-        tflite,
-        normalization=norm,
-        foreground_channel=fg_channel,
-        activation=act,
-        output_index=output_index,
+    options = IoOptions(
+        mean=mean,
+        std=std,
+        input_range=input_range,
+        output=output,
+        fg_channel=fg_channel,
+        activation=activation,
     )
+    result = inspect_tflite(tflite, options)
     if json_out:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
@@ -174,7 +220,7 @@ def _render_inspection(r) -> None:  # type: ignore[no-untyped-def]
         meaning = (
             f"(pixel - {list(norm.mean)}) / {list(norm.std)} [{r.normalization_source}]"
             if norm
-            else "raw pixels 0..255 (pass --mean/--std if not)"
+            else "UNKNOWN normalization: raw pixels 0..255 fed (pass --mean/--std or --input-range)"
         )
         _row(
             io,
@@ -187,7 +233,7 @@ def _render_inspection(r) -> None:  # type: ignore[no-untyped-def]
         )
     for i, t in enumerate(r.model.outputs):
         q = t.quantization
-        meaning = r.output.describe() if t.index == r.output.index else ""
+        meaning = r.output.describe() if t.index == r.output.index else "(not the mask: ignored)"
         _row(
             io,
             f"output {i}",
@@ -215,3 +261,48 @@ def _render_inspection(r) -> None:  # type: ignore[no-untyped-def]
         out.print(issues)
     for note in r.gpu.notes:
         out.print(f"note: {escape(note)}")
+    for warning in r.warnings:
+        out.print(f"[yellow]warning:[/] {escape(warning)}")
+
+
+def import_model(
+    source: Path = typer.Argument(..., help="A Keras model: .h5, .keras or a SavedModel folder."),
+    out: Path = typer.Option(..., "--out", help="The model folder to write (models/NAME)."),
+    mean: str = typer.Option(None, "--mean", help="Input normalization mean, e.g. 127.5"),
+    std: str = typer.Option(None, "--std", help="Input normalization std, e.g. 127.5"),
+    input_range: str = typer.Option(
+        None, "--input-range", help="Named input range instead of --mean/--std: 0,1 | -1,1 | 0,255."
+    ),
+    fg_channel: int = typer.Option(
+        None, "--fg-channel", help="Foreground channel of a 2-channel output (default 1)."
+    ),
+    name: str = typer.Option(None, "--name", help="Model name (default: the folder's name)."),
+    data: str = typer.Option(
+        None,
+        "--data",
+        help="Calibration/eval data for convert: a folder with images/ and masks/, or 'synthetic'.",
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print train.json as JSON."),
+) -> None:
+    """Make a model folder from a Keras network trained elsewhere (final activation stripped)."""
+    from rich.markup import escape
+
+    from harness.convert.importer import import_keras
+    from harness.convert.iospec import IoOptions
+
+    io = IoOptions(mean=mean, std=std, input_range=input_range, fg_channel=fg_channel)
+    with console().status(f"importing {source}"):
+        result = import_keras(source, out, io, name=name, data=data)
+    if json_out:
+        typer.echo(json.dumps(result.train_json, indent=2))
+        return
+    info = result.train_json
+    inp, imp = info["input"], info["imported"]
+    console().print(
+        f"[bold]{escape(str(result.folder))}[/]: input {inp['height']}x{inp['width']}x"
+        f"{inp['channels']}, stripped {imp['stripped_activation']} -> 2-channel logits "
+        f"(foreground {info['output']['foreground_channel']}); next: harness convert "
+        f"{escape(str(result.folder))}"
+    )
+    for warning in result.warnings:
+        console().print(f"[yellow]warning:[/] {escape(warning)}")

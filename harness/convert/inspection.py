@@ -2,8 +2,9 @@
 
 For a variant written by ``harness convert`` the specs come from its manifest (matched by
 sha256). For any other model, the output semantics are inferred from the output shape (1
-channel = foreground probability, 2 channels = ``[bg, fg]`` probabilities, integer = mask);
-flags override normalization, foreground channel and activation.
+channel = foreground probability, 2 channels = ``[bg, fg]`` probabilities, integer = mask)
+and the input normalization from the model's TFLite metadata; flags pick the output and
+override foreground channel and activation (:mod:`harness.convert.iospec`).
 """
 
 from __future__ import annotations
@@ -13,16 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.convert.gpu import GpuVerdict, gpu_verdict
-from harness.convert.specs import (
-    Activation,
-    InputSpec,
-    Normalization,
-    OutputSpec,
-    infer_output_spec,
-)
+from harness.convert.iospec import IoOptions, IoSpec, resolve_io
+from harness.convert.specs import InputSpec, OutputSpec
 from harness.convert.tflite_model import TfliteModel, read_tflite
 from harness.convert.variants import MANIFEST_NAME, VariantRecord, read_manifest
-from harness.errors import HarnessError, UsageError
+from harness.errors import HarnessError
 
 __all__ = ["Inspection", "find_manifest_record", "inspect_tflite"]
 
@@ -36,7 +32,12 @@ class Inspection:
     gpu: GpuVerdict
     source: str  # "manifest" or "inferred"
     variant_id: str | None = None
-    normalization_source: str = "inferred"  # manifest | flag | none (raw pixels 0..255)
+    normalization_source: str = "unknown"  # manifest | metadata | flag | unknown
+    io: IoSpec | None = None
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self.io.warnings if self.io is not None else ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +47,8 @@ class Inspection:
             "variant": self.variant_id,
             "source": self.source,
             "input": {**self.input.to_dict(), "normalization_source": self.normalization_source},
+            "io": self.io.to_dict() if self.io is not None else None,
+            "warnings": list(self.warnings),
             "output": self.output.to_dict(),
             "inputs": [t.to_dict() for t in self.model.inputs],
             "outputs": [t.to_dict() for t in self.model.outputs],
@@ -71,78 +74,24 @@ def find_manifest_record(path: Path, sha256: str) -> VariantRecord | None:
     return None
 
 
-def inspect_tflite(
-    path: Path,
-    *,
-    normalization: Normalization | None = None,
-    foreground_channel: int | None = None,
-    activation: Activation | None = None,
-    output_index: int = 0,
-) -> Inspection:
-    """Read ``path`` and describe it; raises ModelError for anything that is not a model."""
+def inspect_tflite(path: Path, options: IoOptions | None = None) -> Inspection:
+    """Read ``path`` and describe it; raises ModelError for anything that is not a model.
+
+    The I/O spec comes from :func:`harness.convert.iospec.resolve_io` (manifest, TFLite metadata,
+    flags in ``options``), like every other command's.
+    """
     path = Path(path)
     tm = read_tflite(path)
-    if not tm.inputs or not tm.outputs:
-        raise UsageError(f"{path} has no inputs or outputs")
-    if not 0 <= output_index < len(tm.outputs):
-        raise UsageError(f"--output {output_index}: the model has {len(tm.outputs)} output(s)")
     record = find_manifest_record(path.resolve(), tm.sha256)
-    t_out = tm.outputs[output_index]
-    if record is not None and output_index == 0:
-        input_spec, output_spec, source = record.input, record.output, "manifest"
-        norm_source = "manifest" if record.input.normalization else "none"
-    else:
-        t_in = tm.inputs[0]
-        input_spec = InputSpec(
-            t_in.name, t_in.index, t_in.shape, t_in.dtype, None, t_in.quantization
-        )
-        output_spec = infer_output_spec(
-            name=t_out.name,
-            index=t_out.index,
-            shape=t_out.shape,
-            dtype=t_out.dtype,
-            quantization=t_out.quantization,
-        )
-        source, norm_source = "inferred", "none"
-    channels = int(t_out.shape[-1]) if t_out.shape else 1
-    if foreground_channel is not None and not 0 <= foreground_channel < max(channels, 1):
-        raise UsageError(
-            f"--fg-channel {foreground_channel}: output {t_out.name!r} has {channels} "
-            f"channel(s) (0-{max(channels, 1) - 1})"
-        )
-    if activation is not None or foreground_channel is not None:
-        output_spec = infer_output_spec(
-            name=t_out.name,
-            index=t_out.index,
-            shape=t_out.shape,
-            dtype=t_out.dtype,
-            quantization=t_out.quantization,
-            activation=activation or (output_spec.activation if source == "manifest" else None),
-            foreground_channel=(
-                foreground_channel
-                if foreground_channel is not None
-                else output_spec.foreground_channel
-            ),
-        )
-    if normalization is not None:
-        input_spec = InputSpec(
-            input_spec.name,
-            input_spec.index,
-            input_spec.shape,
-            input_spec.dtype,
-            normalization,
-            input_spec.quantization,
-            input_spec.color,
-            input_spec.layout,
-        )
-        norm_source = "flag"
+    io = resolve_io(tm, record, options, where=str(path))
     return Inspection(
         path=path,
         model=tm,
-        input=input_spec,
-        output=output_spec,
+        input=io.input,
+        output=io.output,
         gpu=gpu_verdict(tm),
-        source=source,
+        source="manifest" if record is not None else "inferred",
         variant_id=record.id if record is not None else None,
-        normalization_source=norm_source,
+        normalization_source=str(io.normalization_source),
+        io=io,
     )

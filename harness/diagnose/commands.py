@@ -7,6 +7,19 @@ from typing import Annotated
 
 import typer
 
+from harness.bench.commands import (
+    ActivationOption,
+    FgChannelOption,
+    InputRangeOption,
+    MaskClassOption,
+    MeanOption,
+    OutputOption,
+    PriorOption,
+    ResizeOption,
+    StdOption,
+    io_options,
+    print_warnings,
+)
 from harness.devices.options import AdbOption, DeviceOption, JsonOption
 from harness.diagnose.localize import DEFAULT_TOLERANCE
 from harness.diagnose.run import DEFAULT_DELEGATES
@@ -55,6 +68,15 @@ def diagnose(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds one benchmark_model invocation may take.")
     ] = 120.0,
+    mean: MeanOption = None,
+    std: StdOption = None,
+    input_range: InputRangeOption = None,
+    output: OutputOption = None,
+    fg_channel: FgChannelOption = None,
+    activation: ActivationOption = None,
+    prior: PriorOption = None,
+    resize: ResizeOption = None,
+    mask_class: MaskClassOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Diagnose a model on phones: failing delegate configs, the op that breaks, what to ship."""
@@ -76,6 +98,17 @@ def diagnose(
         probe_images=probe_images,
         tolerance=tolerance,
         timeout=timeout,
+        io=io_options(
+            mean=mean,
+            std=std,
+            input_range=input_range,
+            output=output,
+            fg_channel=fg_channel,
+            activation=activation,
+            prior=prior,
+            resize=resize,
+            mask_class=mask_class,
+        ),
     )
     if as_json:
         typer.echo(json.dumps(run_diagnose(opts), indent=2))
@@ -87,3 +120,4 @@ def diagnose(
             on_cell=lambda c: status.update(f"matrix: {c.variant_id} on {c.delegate} measured"),
         )
     render(diagnosis, console())
+    print_warnings(diagnosis.get("warnings") or [])

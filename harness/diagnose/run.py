@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from harness.bench import checks
 from harness.bench.measure import Settings
 from harness.bench.plan import Target, eval_images, resolve_targets
 from harness.bench.run import BenchOptions, run_bench
+from harness.convert.iospec import IoOptions
 from harness.diagnose.exposure import Finding, explain, exposure
 from harness.diagnose.localize import DEFAULT_TOLERANCE, localize
 from harness.diagnose.matrix import Cell, classify, delegate_label
@@ -62,6 +63,7 @@ class DiagnoseOptions:
     tolerance: float = DEFAULT_TOLERANCE
     timeout: float = 120.0
     wait_lock: float = 0.0
+    io: dict = field(default_factory=dict)  # IoOptions.to_dict() (harness.convert.iospec)
 
 
 def _clean(value):
@@ -276,7 +278,8 @@ def run_diagnose(
     if not [parse_delegate(n) for n in opts.delegates.split(",") if n.strip()]:
         raise UsageError("--delegates is empty")  # (a bad name: UsageError before anything runs)
     say("planning variants")
-    plan = plan_model(opts.model, opts.heads, opts.precision)
+    plan = plan_model(opts.model, opts.heads, opts.precision, IoOptions.from_dict(opts.io))
+    bench_io = opts.io if plan.io is None else plan.io
     say("measuring the matrix (harness bench)")
     outcome = run_bench(
         BenchOptions(
@@ -294,12 +297,17 @@ def run_diagnose(
             store=opts.store,
             timeout=opts.timeout,
             wait_lock=opts.wait_lock,
+            io=bench_io,
         ),
         on_cell=on_cell,
     )
-    model_name, target_list = resolve_targets(plan.model, plan.variants)
+    model_name, target_list = resolve_targets(
+        plan.model, plan.variants, IoOptions.from_dict(bench_io)
+    )
     targets = {t.variant_id: t for t in target_list}
-    name, images, masks = eval_images(opts.eval_set, opts.images, target_list[0])
+    name, images, masks = eval_images(
+        opts.eval_set, opts.images, target_list[0], IoOptions.from_dict(bench_io)
+    )
     eval_set = EvalSet(name, images, masks)
     say("checking exposure on the desktop")
     findings = {t.variant_id: exposure(t.path, preprocess(images, t.input)) for t in target_list}
@@ -362,6 +370,7 @@ def run_diagnose(
             "exposure": {v: [f.to_dict() for f in items] for v, items in findings.items()},
             "exposure_summary": _exposure_summary(findings),
             "devices": device_reports,
+            "warnings": outcome.warnings,
         }
     )
     with Store(opts.store) as store:

@@ -289,6 +289,21 @@ class RunData:
         return _dict(self.config.get("eval_set"))
 
     @property
+    def warnings(self) -> list[str]:
+        """I/O spec warnings recorded by the bench (e.g. an unknown input normalization)."""
+        return [str(w) for w in self.config.get("warnings") or []]
+
+    @property
+    def normalization_sources(self) -> dict[str, str]:
+        """Variant id -> where its input normalization came from (manifest, metadata, ...)."""
+        out = {}
+        for v in self.config.get("variants") or []:
+            io = _dict(v.get("io")) if isinstance(v, dict) else {}
+            if io.get("normalization_source"):
+                out[str(v.get("id"))] = str(io["normalization_source"])
+        return out
+
+    @property
     def variant_ids(self) -> list[str]:
         return sorted({c.variant_id for c in self.cells} | {m.variant_id for m in self.missing})
 

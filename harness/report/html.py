@@ -78,6 +78,12 @@ def _summary(run: RunData) -> list[tuple[str, str]]:
         ),
         ("host", f"{run.host}, harness {run.harness_version}"),
     ]
+    sources = run.normalization_sources
+    if sources:
+        text = ", ".join(f"{v}: {s}" for v, s in sorted(sources.items()))
+        rows.append(("input normalization", text))
+    if run.warnings:
+        rows.append(("warnings", "; ".join(run.warnings)))
     return rows
 
 

@@ -49,6 +49,8 @@ def _run(run: RunData, comparison: Comparison | None) -> list[str]:
         + ".",
         "",
     ]
+    for warning in run.warnings:
+        lines += [f"> **warning:** {md(warning)}", ""]
     if run.failing:
         lines.append("**Failing cells**")
         lines.append("")

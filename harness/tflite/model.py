@@ -86,6 +86,8 @@ class TfliteModel:
     input_indices: tuple[int, ...]
     output_indices: tuple[int, ...]
     subgraphs: int = 1
+    # (mean, std) per input from the TFLITE_METADATA buffer (None: not stated); () if no metadata
+    input_normalization: tuple[tuple[tuple[float, ...], tuple[float, ...]] | None, ...] = ()
 
     @property
     def inputs(self) -> tuple[TensorInfo, ...]:
@@ -218,7 +220,22 @@ def _parse(data: bytes, path: Path | None, digest: bool) -> TfliteModel:
         input_indices=_ints(graph.InputsLength(), graph.InputsAsNumpy),
         output_indices=_ints(graph.OutputsLength(), graph.OutputsAsNumpy),
         subgraphs=model.SubgraphsLength(),
+        input_normalization=_metadata_normalization(model, n_buffers),
     )
+
+
+def _metadata_normalization(model: Any, n_buffers: int) -> tuple:
+    """Input normalizations stated in the model's ``TFLITE_METADATA`` buffer, if any."""
+    from harness.tflite.metadata import METADATA_NAME, input_normalizations
+
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if entry.Name() != METADATA_NAME or not 0 < entry.Buffer() < n_buffers:
+            continue
+        buf = model.Buffers(entry.Buffer())
+        if buf is not None and buf.DataLength():
+            return input_normalizations(buf.DataAsNumpy().tobytes())
+    return ()
 
 
 def _sha256(data: bytes) -> str:

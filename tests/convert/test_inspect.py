@@ -11,7 +11,8 @@ import pytest
 from harness import cli, tfcompat
 from harness.convert.gpu import OpStatus, gpu_verdict
 from harness.convert.inspection import inspect_tflite
-from harness.convert.specs import Activation, Normalization, Semantics
+from harness.convert.iospec import IoOptions
+from harness.convert.specs import Semantics
 from harness.convert.tflite_model import read_tflite
 from harness.reference import EvalSet, reference_outputs
 
@@ -44,9 +45,7 @@ def test_inspect_infers_one_channel_foreground_probability(sigmoid_model: Path) 
     assert r.input.shape == (1, 32, 32, 3) and r.input.normalization is None
     assert r.gpu.delegation == "full"
     assert r.model.op_counts()["CONV_2D"] == 2
-    overridden = inspect_tflite(
-        sigmoid_model, activation=Activation.NONE, normalization=Normalization((0.0,), (255.0,))
-    )
+    overridden = inspect_tflite(sigmoid_model, IoOptions(activation="none", mean="0", std="255"))
     assert overridden.output.semantics is Semantics.LOGITS
     assert overridden.normalization_source == "flag"
     # the inferred specs drive a reference run like a manifest would
@@ -69,7 +68,7 @@ def test_inspect_two_channels_and_foreground_override(tmp_path: Path) -> None:
     r = inspect_tflite(path)
     assert r.output.semantics is Semantics.CLASS_PROBABILITIES and r.output.foreground_channel == 1
     assert "[bg, fg]" in r.output.describe()
-    r0 = inspect_tflite(path, foreground_channel=0)
+    r0 = inspect_tflite(path, IoOptions(fg_channel=0))
     assert r0.output.foreground_channel == 0 and "[fg, bg]" in r0.output.describe()
 
 
