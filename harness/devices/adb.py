@@ -87,7 +87,7 @@ def ensure_server(server: AdbServer, start: bool = True) -> AdbServer:
         raise AdbUnavailable(f"no adb server reachable at {server.address}")
     if server.port < 1024:  # a privileged port is never an adb server's: not started there
         raise AdbUnavailable(
-            f"no adb server reachable at {server.address} (harness starts a local adb server "
+            f"no adb server reachable at {server.address} (a local adb server is started "
             "only on ports 1024-65535)"
         )
     env = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(server.port))

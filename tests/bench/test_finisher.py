@@ -20,6 +20,7 @@ def _shared(store_path, run_id, seen):
         lock=threading.Lock(),
         outcome=run.Outcome(run_id, "running"),
         finishers=[],
+        submitted=set(),
         on_cell=seen.append,
     )
 
