@@ -55,9 +55,18 @@ def start_phone(adb_server: AdbServer):
     """Factory: start a virtual phone on the private adb server; stopped after the test."""
     started: list[str] = []
 
-    def _start(profile: str = "SM-G973F", port: int | None = None, faults: tuple[str, ...] = ()):
+    def _start(
+        profile: str = "SM-G973F",
+        port: int | None = None,
+        faults: tuple[str, ...] = (),
+        delegate: str | None = None,
+    ):
         record = manager.start(
-            profile, port=port or free_port(), servers=[adb_server], faults=faults
+            profile,
+            port=port or free_port(),
+            servers=[adb_server],
+            faults=faults,
+            delegate=delegate,
         )
         started.append(record.serial)
         return record

@@ -22,7 +22,7 @@ from pathlib import Path
 from harness import config
 from harness.devices.adb import AdbServer, connect, disconnect, ensure_server
 from harness.devices.virtual.chaos import CHAOS_FILE, ChaosSpec, Drop, LinkFaults
-from harness.devices.virtual.profiles import load_profile, resolve_faults
+from harness.devices.virtual.profiles import load_profile, resolve_delegate, resolve_faults
 from harness.devices.virtual.server import BIND_HOST
 from harness.errors import UsageError, VirtualPhoneError
 
@@ -41,6 +41,7 @@ class VirtualRecord:
     servers: list[str]
     faults: list[str]
     started: float
+    delegate: str = ""  # the GPU delegate generation (harness/tflite/gpu_delegates.py)
 
     @property
     def alive(self) -> bool:
@@ -102,9 +103,15 @@ def start(
     faults: tuple[str, ...] = (),
     timeout: float = 20.0,
     chaos: ChaosSpec | None = None,
+    delegate: str | None = None,
 ) -> VirtualRecord:
+    """Start a virtual phone of ``profile_name``. ``delegate`` picks its GPU delegate generation
+    (default: the profile's; ``"current"`` computes softmax right); ``faults=("none",)`` drops
+    the profile's default faults and, without ``delegate``, runs the current delegate: a phone
+    with no emulated bug."""
     profile = load_profile(profile_name)  # UsageError for an unknown profile
     effective = resolve_faults(profile, tuple(faults))  # UsageError for an unknown fault
+    generation = resolve_delegate(profile, delegate, tuple(faults))  # UsageError: unknown name
     if port is not None and not 0 < port < 65536:
         raise UsageError(f"--port must be 1-65535, got {port}")
     port = port or _pick_port()
@@ -133,6 +140,8 @@ def start(
         str(ready),
         "--faults",
         ",".join(faults),
+        "--delegate",
+        generation,
     ]
     env = dict(
         os.environ,
@@ -170,6 +179,7 @@ def start(
         servers=[s.address for s in servers],
         faults=list(effective),
         started=time.time(),
+        delegate=generation,
     )
     (registry_dir() / f"{port}.json").write_text(json.dumps(asdict(record), indent=2))
     try:

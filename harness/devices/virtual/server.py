@@ -20,7 +20,12 @@ from pathlib import Path
 
 from harness.devices import wire
 from harness.devices.virtual.chaos import CHAOS_FILE, LinkChaos
-from harness.devices.virtual.profiles import VIRTUAL_FEATURES, load_profile, resolve_faults
+from harness.devices.virtual.profiles import (
+    VIRTUAL_FEATURES,
+    load_profile,
+    resolve_delegate,
+    resolve_faults,
+)
 from harness.devices.virtual.sandbox import Sandbox
 from harness.devices.virtual.services import Services
 from harness.devices.virtual.transport import Connection
@@ -29,11 +34,18 @@ BIND_HOST = "127.0.0.1"
 
 
 class VirtualPhone:
-    def __init__(self, profile_name: str, root: Path, faults: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        profile_name: str,
+        root: Path,
+        faults: tuple[str, ...] = (),
+        delegate: str | None = None,
+    ) -> None:
         self.profile = load_profile(profile_name)
         self.faults = resolve_faults(self.profile, faults)  # defaults + requested
+        self.delegate = resolve_delegate(self.profile, delegate, faults)  # GPU generation
         self.sandbox = Sandbox(root)
-        self.sandbox.build(self.profile, self.faults)
+        self.sandbox.build(self.profile, self.faults, self.delegate)
         # Link faults are switched at runtime (chaos.py); a (re)started phone has none.
         (self.sandbox.root / CHAOS_FILE).unlink(missing_ok=True)
         self.chaos = LinkChaos(self.sandbox.root / CHAOS_FILE)
@@ -134,11 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--faults", default="")
+    parser.add_argument("--delegate", default=None)
     parser.add_argument("--ready-file", type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     faults = tuple(f for f in args.faults.split(",") if f)
-    phone = VirtualPhone(args.profile, args.root, faults)
+    phone = VirtualPhone(args.profile, args.root, faults, args.delegate)
     phone.start_fork_server()
     try:
         asyncio.run(phone.serve(args.port, args.ready_file))
