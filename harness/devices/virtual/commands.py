@@ -34,8 +34,10 @@ def start(
         str,
         typer.Option(
             "--faults",
-            help="Comma-separated faults to emulate, added to the profile's defaults; 'none' "
-            "drops the defaults (none,NAME = only NAME). See docs/virtual-phone.md.",
+            help="Comma-separated faults that are not a GPU kernel's arithmetic (opencl-missing, "
+            "unauthorized), added to the profile's defaults; 'none' = no emulated bug: drops the "
+            "defaults (none,NAME = only NAME) and, without --delegate, runs the current GPU "
+            "delegate. See docs/virtual-phone.md.",
         ),
     ] = "",
     delegate: Annotated[
