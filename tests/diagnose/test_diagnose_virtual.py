@@ -86,6 +86,9 @@ def test_model_below_the_range_is_not_exposed(diag_folders, start_phone, tmp_pat
     largest = diagnosis["largest_logit"]
     assert not largest["exposed"] and largest["value"] < FP16_EXP_LIMIT
     assert "not exposed" in device["summary"] and f"{largest['value']:.2f}" in device["summary"]
+    reasons = [line for line in diagnosis["exposure_summary"] if "SOFTMAX" in line]
+    assert reasons and all("cannot overflow FP16" in r and "not exposed" in r for r in reasons)
+    assert not device["remedies"]  # nothing failed: no fix to recommend
 
 
 def test_newer_delegate_proves_the_runtime_remedy(diag_folders, start_phone, tmp_path):
