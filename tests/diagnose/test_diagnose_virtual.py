@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
+from harness.devices.virtual import manager
 from harness.diagnose import run_diagnose
 from harness.diagnose.commands import diagnose
 from harness.diagnose.exposure import FP16_EXP_LIMIT
@@ -95,6 +96,8 @@ def test_newer_delegate_proves_the_runtime_remedy(diag_folders, start_phone, tmp
     """Two virtual SM-G973F in one run: the 2019 delegate fails, the current one is right."""
     old = start_phone("SM-G973F")
     new = start_phone("SM-G973F", delegate="current")
+    assert old.delegate == "gl-2019" and new.delegate == "current"  # harness virtual list
+    assert {r.serial: r.delegate for r in manager.list_virtual()}[new.serial] == "current"
     opts = options(diag_folders["hot"], old, tmp_path / "r.db", delegates="cpu,gpu")
     diagnosis = run_diagnose(replace(opts, devices=(old.serial, new.serial), heads="softmax"))
     by_serial = {d["serial"]: d for d in diagnosis["devices"]}
