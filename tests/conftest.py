@@ -55,9 +55,18 @@ def start_phone(adb_server: AdbServer):
     """Factory: start a virtual phone on the private adb server; stopped after the test."""
     started: list[str] = []
 
-    def _start(profile: str = "SM-G973F", port: int | None = None, faults: tuple[str, ...] = ()):
+    def _start(
+        profile: str = "SM-G973F",
+        port: int | None = None,
+        faults: tuple[str, ...] = (),
+        delegate: str | None = None,
+    ):
         record = manager.start(
-            profile, port=port or free_port(), servers=[adb_server], faults=faults
+            profile,
+            port=port or free_port(),
+            servers=[adb_server],
+            faults=faults,
+            delegate=delegate,
         )
         started.append(record.serial)
         return record
@@ -78,10 +87,11 @@ def adb_cli(server: AdbServer, *args: str, timeout: float = 60) -> subprocess.Co
     )
 
 
-# Phones for tests that need the GPU to compute *correctly*: no emulated kernel bug, whatever
-# the test model's logit range (the SM-G973F profile's default softmax bug fires for any model
-# whose logits pass ln(65504), which a trained fixture model may or may not do). A test that
-# needs the bug turns it on and makes its model's logits large on purpose (tests/diagnose).
+# Phones for tests that need the GPU to compute *correctly*, whatever the test model's logit
+# range: "none" drops the profile's default faults and runs the current GPU delegate (the
+# SM-G973F's default, the 2019 OpenGL delegate, gives NaN for any model whose softmax input
+# passes ln(65504), which a trained fixture model may or may not do). A test that needs the
+# bug picks that generation and makes its model's logits large on purpose (tests/diagnose).
 CORRECT_GPU = ("none",)
 
 

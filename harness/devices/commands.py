@@ -128,6 +128,11 @@ def probe(
         ),
         ("battery", f"{info.battery_level}% at {info.battery_temp_c}°C"),
         ("virtual", f"yes (profile {info.profile})" if info.virtual else "no"),
+        (
+            "GPU delegate",
+            info.gpu_delegate
+            or "unknown (the TFLite runtime in the app or benchmark_model binary decides)",
+        ),
     ]
     for key, value in rows:
         table.add_row(key, str(value))

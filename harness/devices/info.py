@@ -83,6 +83,7 @@ class DeviceInfo:
     battery_temp_c: float | None = None
     virtual: bool = False
     profile: str = ""
+    gpu_delegate: str = ""  # the GPU delegate generation (virtual phones; unknown on real ones)
     props: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -217,6 +218,7 @@ def parse_probe(serial: str, text: str) -> DeviceInfo:
         battery_temp_c=temp,
         virtual=virtual,
         profile=props.get("ro.harness.profile", ""),
+        gpu_delegate=props.get("ro.harness.gpu_delegate", ""),
         props=props,
     )
 

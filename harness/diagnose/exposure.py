@@ -2,11 +2,15 @@
 
 Measured on the desktop (LiteRT, every tensor preserved) over the whole eval set, per variant:
 
-* ``softmax-fp16-overflow`` (FACTS.md §2, mode 1): the largest input of each SOFTMAX. Computed
-  without max subtraction in FP16, exp overflows above ln(65504) ~ 11.09; below it nothing can.
-* ``softmax-unmasked-padding`` (mode 2): a C-channel softmax leaves ``(-C) mod 4`` padding lanes
-  in its 4-wide slice; the shift of P(fg) they would cause if left in the sum, on this data.
-* ``fp16-reduction-overflow`` (mode 3): the largest |sum| a SUM/MEAN accumulates, vs 65504.
+* ``softmax-fp16-overflow`` (FACTS.md §2): the largest input of each SOFTMAX. The old GL kernel
+  (the 2019 delegate, ``gl/kernels/softmax.cc``) computes exp without max subtraction at
+  mediump, 16 bits on Mali: exp overflows above ln(65504) ~ 11.09; below it nothing can. The
+  old kernels overflow at any precision past ~88.72 (float32 exp), counted in ``detail``.
+* ``fp16-reduction-overflow``: the largest |sum| a SUM/MEAN accumulates, vs 65504 (LiteRT issue
+  9249 saw such a SUM give NaN on the ML Drift GPU backend; the TFLite delegate's
+  ``common/tasks/reduce.cc`` accumulates in float, and the virtual phone does not emulate it).
+
+(A padding-lane finding was dropped: every softmax kernel masks the padding lanes in its sum.)
 
 It says why a fault could or could not show, so a clean GPU cell is explained, never assumed.
 """
@@ -27,7 +31,7 @@ __all__ = ["FP16_EXP_LIMIT", "FP16_MAX", "Finding", "explain", "exposure"]
 
 FP16_MAX = 65504.0
 FP16_EXP_LIMIT = math.log(FP16_MAX)  # 11.09
-SLICE = 4
+FP32_EXP_LIMIT = math.log(3.4028234663852886e38)  # 88.72
 _REDUCTIONS = ("SUM", "MEAN")
 
 
@@ -101,40 +105,14 @@ def _softmax_findings(model: TfliteModel, op, z: np.ndarray) -> list[Finding]:
             FP16_EXP_LIMIT,
             over,
             int(z.size),
-            {"smallest": float(np.nanmin(z)) if z.size else 0.0},
+            {
+                "smallest": float(np.nanmin(z)) if z.size else 0.0,
+                "over_fp32_exp": int(np.count_nonzero(z > FP32_EXP_LIMIT)),
+                "fp32_exp_limit": FP32_EXP_LIMIT,
+            },
             why,
         )
     ]
-    channels = int(z.shape[-1]) if z.ndim else 1
-    pad = (-channels) % SLICE
-    shift, low_sum = 0.0, 1.0
-    if pad and z.size:
-        m = z.max(axis=-1, keepdims=True)
-        e = np.exp(z - m)
-        true = e / e.sum(axis=-1, keepdims=True)
-        padded = e / (e.sum(axis=-1, keepdims=True) + pad * np.exp(-m))
-        shift = float(np.abs(true - padded).max())
-        low_sum = float(padded.sum(axis=-1).min())
-    why = (
-        f"{channels}-channel softmax: {pad} padding lane(s) in its 4-wide slice; left unmasked "
-        f"they would shift a probability by up to {shift:.3f} (channel sums down to "
-        f"{low_sum:.3f}) on this eval set"
-        if pad
-        else f"{channels}-channel softmax fills whole 4-wide slices: no padding lanes"
-    )
-    findings.append(
-        Finding(
-            "softmax-unmasked-padding",
-            op.name,
-            op.index,
-            out_name,
-            bool(pad) and shift > 1e-3,
-            shift,
-            None,
-            detail={"channels": channels, "padding_lanes": pad, "lowest_sum": low_sum},
-            why=why,
-        )
-    )
     return findings
 
 
@@ -192,32 +170,50 @@ def explain(
     nonfinite: int,
     findings: list[Finding],
     precision: str,
-    channel_sums: tuple[float, float] | None,
+    generation: str | None = None,
 ) -> tuple[str, str]:
     """(mode, sentence) matching a culprit op to the documented failure mode the evidence fits;
-    mode is "" when none fits."""
+    mode is "" when none fits. ``generation``: the phone's GPU delegate generation, when known
+    (virtual phones), named in the sentence with its kernel."""
     mine = {f.mode: f for f in findings if f.op_index == op_index}
     overflow = mine.get("softmax-fp16-overflow")
-    if culprit_op == "SOFTMAX" and overflow and overflow.exposed and precision == "fp16":
-        return overflow.mode, (
-            f"FP16 softmax overflow: the largest softmax input is {overflow.largest:.2f} > "
-            f"ln(65504) = {FP16_EXP_LIMIT:.2f} on {overflow.over} of {overflow.total} values, "
-            f"and this SOFTMAX gives NaN/Inf there (FACTS.md §2 mode 1: exp in FP16 without "
-            "max subtraction)"
-        )
-    padding = mine.get("softmax-unmasked-padding")
-    if culprit_op == "SOFTMAX" and channel_sums and channel_sums[0] < 0.99 and padding:
-        lanes = padding.detail.get("padding_lanes", 0)
-        return padding.mode, (
-            f"unmasked padding lanes: the phone's SOFTMAX channel sums are "
-            f"{channel_sums[0]:.3f}..{channel_sums[1]:.3f} instead of 1; a "
-            f"{padding.detail.get('channels')}-channel softmax has {lanes} padding lane(s) in "
-            "its 4-wide slice (FACTS.md §2 mode 2)"
-        )
+    if culprit_op == "SOFTMAX" and overflow:
+        kernel = _kernel_text(generation)
+        over32 = int(overflow.detail.get("over_fp32_exp", 0))
+        if precision == "fp16" and overflow.exposed:
+            return overflow.mode, (
+                f"FP16 softmax overflow: the largest softmax input is {overflow.largest:.2f} > "
+                f"ln(65504) = {FP16_EXP_LIMIT:.2f} on {overflow.over} of {overflow.total} values, "
+                f"and this SOFTMAX gives NaN/Inf there: {kernel} (FACTS.md §2)"
+            )
+        if over32 and nonfinite:
+            return "softmax-exp-overflow", (
+                f"softmax exp overflow: {over32} softmax inputs pass ln(FLT_MAX) = "
+                f"{FP32_EXP_LIMIT:.2f}, and this SOFTMAX gives NaN/Inf there: {kernel} "
+                "(FACTS.md §2)"
+            )
     reduction = mine.get("fp16-reduction-overflow")
     if reduction and reduction.exposed and nonfinite and precision == "fp16":
-        return reduction.mode, (f"FP16 accumulation overflow: {reduction.why} (FACTS.md §2 mode 3)")
+        return reduction.mode, (
+            f"FP16 accumulation overflow: {reduction.why} (LiteRT issue 9249, ML Drift backend)"
+        )
     return "", (
         f"{culprit_op} departs from the desktop on this delegate; no documented failure mode "
-        "matches the evidence (a silent miscompute, FACTS.md §2 mode 4)"
+        "matches the evidence (a silent miscompute, FACTS.md §2)"
+    )
+
+
+def _kernel_text(generation: str | None) -> str:
+    from harness.tflite.gpu_delegates import GENERATIONS
+
+    gen = GENERATIONS.get(generation or "")
+    if gen is None:
+        return (
+            "a GPU softmax kernel that does not subtract the max (the phone's TFLite runtime "
+            "is not known here; the 2019 OpenGL delegate's kernel does this)"
+        )
+    old = [f"{b}: {k.name}" for b, k in gen.softmax if not k.subtracts_max]
+    return (
+        f"GPU delegate {gen.name}'s softmax computes exp(x) without subtracting the max "
+        f"({', '.join(old) or 'no such kernel'})"
     )

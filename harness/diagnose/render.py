@@ -16,6 +16,7 @@ _KINDS = {
     "logits+cpu-threshold": "logits + CPU threshold",
     "cpu-only": "CPU only",
     "other-head": "other head",
+    "newer-runtime": "newer TFLite runtime",
     "ranked": "next fastest",
 }
 _STYLE = {"ok": "green", "partial": "yellow", "delegate-failed": "red", "failed": "red"}
@@ -143,9 +144,10 @@ def render(diagnosis: dict, console: Console) -> None:
     largest = diagnosis.get("largest_logit")
     for device in diagnosis["devices"]:
         where = f"{device['model']} ({device.get('soc') or '?'}, {device.get('gpu') or '?'})"
+        generation = device.get("gpu_delegate") or "unknown"
         if device["virtual"]:
             faults = ", ".join(device["emulated_faults"]) or "none"
-            where += f" — virtual phone, emulated faults: {faults}"
+            where += f" — virtual phone, GPU delegate {generation}, other faults: {faults}"
         header = [
             Text.from_markup(f"[bold]{diagnosis['model']}[/] on [bold]{where}[/]"),
             Text(
@@ -181,6 +183,10 @@ def render(diagnosis: dict, console: Console) -> None:
                 title_align="left",
             )
         )
+        if device.get("remedies"):
+            console.print(f"[bold]What fixes it[/] (sources, GPU delegate {generation}):")
+            for line in device["remedies"]:
+                console.print(f"  - {line}", highlight=False)
         for note in device["notes"]:
             console.print(f"[yellow]note:[/] {note}", highlight=False)
     console.print(

@@ -36,6 +36,7 @@ from harness.errors import UsageError
 from harness.reference import EvalSet, preprocess
 from harness.runner import parse_delegate
 from harness.store import CellRecord, Store
+from harness.tflite.gpu_delegates import GENERATIONS
 
 __all__ = ["DEFAULT_DELEGATES", "SCHEMA", "DiagnoseOptions", "run_diagnose"]
 
@@ -117,8 +118,6 @@ def _exposure_summary(findings: dict[str, list[Finding]]) -> list[str]:
     lines = []
     for variant, items in findings.items():
         for f in items:
-            if f.mode == "softmax-unmasked-padding" and not f.detail.get("padding_lanes"):
-                continue
             lines.append(f"{variant}: {f.op}#{f.op_index}: {f.why}")
     return lines
 
@@ -193,7 +192,7 @@ def _localize_device(
                     c.nonfinite,
                     findings.get(cell.variant, []),
                     cell.precision,
-                    loc.channel_sums,
+                    info.gpu_delegate or None,
                 )
             elif not loc.error:
                 largest = loc.largest
@@ -232,6 +231,59 @@ def _notes(cells: list[Cell], virtual: bool) -> list[str]:
     for (variant, ops), delegates in partial.items():
         notes.append(f"{variant}: partial delegation on {', '.join(delegates)}; on the CPU: {ops}")
     return list(dict.fromkeys(notes))
+
+
+def _remedies(generation: str | None, locs: list[dict]) -> list[str]:
+    """What the sources say fixes the softmax failure found here (FACTS.md §2), for the phone's
+    GPU delegate generation; nothing when no SOFTMAX overflow was localized."""
+    if not any((loc.get("mode") or "").startswith("softmax-") for loc in locs):
+        return []
+    gen = GENERATIONS.get(generation or "")
+    if gen is None:
+        return [
+            "another head: sigmoid or logits with the threshold on the CPU",
+            "FP32 (--gpu_precision_loss_allowed=false)",
+            "--gpu_backend=cl, or a newer TFLite runtime in the app (a delegate whose softmax "
+            "subtracts the max); check with a newer benchmark_model binary on this phone",
+        ]
+    return list(gen.remedies)
+
+
+def _runtime_evidence(reports: list[dict]) -> None:
+    """The "newer runtime" remedy, measured: for each failing phone, the same variant and
+    delegate on another phone of the same model that runs a newer GPU delegate generation
+    (virtual phones started with --delegate) is added to its alternatives."""
+    order = list(GENERATIONS)
+    for report in reports:
+        gen, instead = report.get("gpu_delegate"), report["recommendation"].get("instead_of")
+        if gen not in order or not instead:
+            continue
+        for other in reports:
+            newer = other.get("gpu_delegate")
+            if other["model"] != report["model"] or newer not in order:
+                continue
+            if order.index(newer) <= order.index(gen):
+                continue
+            match = (
+                c
+                for c in other["matrix"]
+                if c["variant"] == instead["variant"] and c["delegate"] == instead["delegate"]
+            )
+            cell = next(match, None)
+            if cell is None:
+                continue
+            report["recommendation"]["alternatives"].append(
+                {
+                    **{k: cell.get(k) for k in _ENTRY_KEYS},
+                    "kind": "newer-runtime",
+                    "delta_pct": None,
+                    "measured": True,
+                    "note": f"GPU delegate {newer} on {other['serial']} (same model)",
+                }
+            )
+
+
+_ENTRY_KEYS = ("config", "variant", "delegate", "verdict", "label", "correct", "latency_ms", "iou")
 
 
 def _summary(cells: list[Cell], locs: list[dict], largest: dict | None) -> str:
@@ -336,15 +388,18 @@ def run_diagnose(
                 "soc": info.get("soc"),
                 "gpu": info.get("gpu"),
                 "profile": info.get("profile") or None,
+                "gpu_delegate": info.get("gpu_delegate") or None,
                 "emulated_faults": faults.split(",") if faults else [],
                 "summary": _summary(cells, locs, largest),
                 "failures": sum(c.values_wrong or c.verdict == "delegate-failed" for c in cells),
                 "matrix": [c.to_dict() for c in cells],
                 "localizations": locs,
                 "recommendation": recommend(cells),
+                "remedies": _remedies(info.get("gpu_delegate"), locs),
                 "notes": _notes(cells, bool(dev["virtual"])),
             }
         )
+    _runtime_evidence(device_reports)
     diagnosis = _clean(
         {
             "schema": SCHEMA,

@@ -149,8 +149,12 @@ def _diagnosis(dx: dict | None) -> list[str]:
         )
     for dev in dx.get("devices", []):
         tag = " (virtual)" if dev.get("virtual") else ""
+        gen = dev.get("gpu_delegate")
+        tag += f", GPU delegate {md(gen)}" if gen else ""
         lines.append(f"- {md(dev.get('model', '?'))}{tag}: {md(dev.get('summary', ''))}")
         text = (dev.get("recommendation") or {}).get("text")
         if text:
             lines.append(f"  - ship: {md(text)}")
+        for remedy in dev.get("remedies") or []:
+            lines.append(f"  - fix: {md(remedy)}")
     return lines + [""]

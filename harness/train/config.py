@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "matting_weight": None,  # None: 1.0 for a folder with mattes/, else 0 (off)
     "out": None,  # None: models/<arch>-<input size>
     "weights": None,
+    "logit_scale": 1.0,  # exported logits x this (temperature 1/K): masks unchanged
 }
 
 # What a resumed run may change; everything else must match the stored run.
@@ -56,6 +57,7 @@ class TrainConfig:
     matting_weight: float | None = DEFAULTS["matting_weight"]
     out: str | None = DEFAULTS["out"]
     weights: str | None = DEFAULTS["weights"]
+    logit_scale: float = DEFAULTS["logit_scale"]
 
     @property
     def synthetic(self) -> bool:
@@ -90,6 +92,10 @@ class TrainConfig:
                 "--matting-weight must not be negative",
             ),
             (self.seed >= 0, f"--seed must not be negative, not {self.seed}"),
+            (
+                0 < self.logit_scale <= 100,
+                f"--logit-scale must be in (0, 100], not {self.logit_scale}",
+            ),
         )
         for ok, message in checks:
             if not ok:

@@ -258,6 +258,23 @@ def count_params(model) -> int:
     return int(sum(int(w.shape.num_elements()) for w in model.weights if w.trainable))
 
 
+LOGIT_LAYERS = ("logits", "seg_head")  # the 2-channel logits convolution (sinet-lite: seg_head)
+
+
+def scale_logits(model, factor: float) -> None:
+    """Multiply ``model``'s logits by ``factor`` in place: the kernel and bias of its last
+    2-channel logits convolution (every arch follows it with linear, weightless layers only:
+    bilinear upsampling or nothing), so argmax masks are unchanged."""
+    if factor == 1.0:
+        return
+    names = {layer.name for layer in model.layers}
+    name = next((n for n in LOGIT_LAYERS if n in names and model.get_layer(n).weights), None)
+    if name is None:
+        raise UsageError(f"{model.name}: no logits convolution ({', '.join(LOGIT_LAYERS)})")
+    layer = model.get_layer(name)
+    layer.set_weights([w * factor for w in layer.get_weights()])
+
+
 def fixed_batch(model, batch: int = 1):
     """A copy of ``model`` with a fixed batch size (``[1, H, W, C]`` for export), same weights."""
     keras = tfcompat.keras()

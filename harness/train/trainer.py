@@ -156,6 +156,7 @@ def _describe(config: TrainConfig, dataset, train_ds, val_ds, params: int, has_a
             "optimizer": "adam",
             "epochs": config.epochs,
             "fine_tuned_from": config.weights,
+            "logit_scale": config.logit_scale,
         },
         "config": config.to_json(),
     }
@@ -242,10 +243,12 @@ class _Store:
         self.folder, self.built, self.checkpoint = folder, built, checkpoint
         self.optimizer, self.fingerprint = optimizer, fingerprint
         self.export = nets.fixed_batch(built.inference)  # [1, H, W, C], refreshed each epoch
+        self.logit_scale = 1.0
 
     def epoch_done(self, epoch: int, improved: bool, keep: bool, info: dict[str, Any]) -> None:
         folder = self.folder
         self.export.set_weights(self.built.inference.get_weights())
+        nets.scale_logits(self.export, self.logit_scale)  # --logit-scale: exported models only
         if improved:
             save_model(self.export, folder.best)
             tmp = folder.model.with_name(".model.tmp.keras")
@@ -376,6 +379,7 @@ def run(
     wall = float(info.get("wall_seconds", 0.0))
     writer = tf.summary.create_file_writer(str(folder.logs))
     store = _Store(folder, built, checkpoint, optimizer, dataset.fingerprint)
+    store.logit_scale = config.logit_scale
     progress = EpochProgress(console, config.epochs, train_pipe.steps)
     last = config.epochs if stop_after is None else min(config.epochs, start + stop_after - 1)
     with progress:

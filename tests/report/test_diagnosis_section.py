@@ -67,3 +67,28 @@ def test_no_diagnosis_no_section(store, bench):
     report = load_report(store, [bench.run()])
     assert "Diagnosis (harness diagnose)" not in render_html(report)
     assert "**Diagnosis**" not in render_markdown(report)
+
+
+def test_diagnosis_names_the_gpu_delegate_and_what_fixes_it(store, bench):
+    run_id = bench.run()
+    device = dict(DIAGNOSIS["devices"][0], gpu_delegate="gl-2019")
+    device["remedies"] = ["FP32 (--gpu_precision_loss_allowed=false): overflows past ~88.7"]
+    device["recommendation"] = {
+        "text": "sigmoid head on GPU FP16: IoU 1.000, 3.48 ms",
+        "alternatives": [
+            {
+                "kind": "newer-runtime",
+                "config": "softmax head on GPU FP16",
+                "label": "ok",
+                "note": "GPU delegate current on 127.0.0.1:7402 (same model)",
+            }
+        ],
+    }
+    store.add_diagnosis(run_id, dict(DIAGNOSIS, devices=[device]))
+    report = load_report(store, [run_id])
+    html = render_html(report)
+    assert "Mali-G76, GPU delegate gl-2019" in html
+    assert "Newer TFLite runtime: softmax head on GPU FP16 is <b>ok</b>" in html
+    assert "What fixes it (sources, GPU delegate gl-2019)" in html and "~88.7" in html
+    md = render_markdown(report)
+    assert "SM-G973F (virtual), GPU delegate gl-2019:" in md and "fix: FP32" in md

@@ -112,3 +112,18 @@ def test_fixed_batch_export_round_trips_without_custom_objects(
 def test_check_input(size: int, channels: int, width: float, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         nets.check_input(nets.get_arch("sinet-lite"), size, channels, width)
+
+
+@pytest.mark.parametrize("name", ["sinet-lite", "portraitnet"])
+def test_logit_scale_multiplies_the_exported_logits(name: str, portrait: nets.Nets) -> None:
+    """--logit-scale: the exported net's logits x K exactly (masks unchanged), training net not."""
+    built = _built(name, 3, portrait)
+    export = nets.fixed_batch(built.inference)
+    x = np.random.default_rng(1).normal(size=(1, 64, 64, 3)).astype(np.float32)
+    before = export(x, training=False).numpy()
+    nets.scale_logits(export, 3.0)
+    after = export(x, training=False).numpy()
+    assert np.abs(before).max() > 1e-3  # the check below could fail
+    np.testing.assert_allclose(after, 3.0 * before, rtol=1e-5, atol=1e-6)
+    assert (after.argmax(-1) == before.argmax(-1)).all()
+    np.testing.assert_array_equal(built.inference(x, training=False).numpy(), before)

@@ -228,6 +228,18 @@ def test_gl_only_profile_fails_when_opencl_is_forced(models, phone, tmp_path):
     assert not out.exists()
 
 
+def test_the_2019_delegate_runs_opengl_only(models, phone, tmp_path):
+    """gl-2019 on a phone with OpenCL: GL directly (no fallback lines); forcing CL fails."""
+    env = phone(gpu_delegate="gl-2019", mediump_bits=16)
+    proc, log, out, _ = _bench(models, "softmax", "gpu", tmp_path, env)
+    assert proc.returncode == 0 and "libOpenCL" not in proc.stderr
+    assert log.gpu_backend is GpuBackend.OPENGL and not log.cl_to_gl_fallback
+    assert out.stat().st_size == 4 * 8 * 8 * 2
+    proc, log, out, _ = _bench(models, "softmax", "gpu-cl", tmp_path, env)
+    assert proc.returncode == 1 and log.failed
+    assert "this GPU delegate (gl-2019) has no OpenCL backend" in proc.stderr
+
+
 def test_nnapi_absent_falls_back_to_cpu(models, phone, tmp_path):
     proc, log, _, _ = _bench(models, "softmax", "nnapi", tmp_path, phone())
     assert proc.returncode == 0 and log.ok

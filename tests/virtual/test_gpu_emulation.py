@@ -118,32 +118,25 @@ def test_softmax_hook_in_float16_overflows_only_without_max_subtraction():
     assert np.isfinite(out).all() and out[0, 0] == np.float16(1.0)
 
 
-def test_faults_act_on_the_op_they_name_wherever_it_sits(monkeypatch):
+def test_a_generation_kernel_acts_on_its_op_wherever_it_sits():
     # t0 -> SOFTMAX (exposed as output t1) -> CONV_2D -> t2: a bisection model.
     g = _graph(("SOFTMAX", (0,), (1,), {"beta": 1.0}), ("CONV_2D", (1,), (2,), {}), outputs=(1, 2))
-
-    def naive_softmax(ins, op, dt):  # exp without max subtraction (FACTS.md §2, failure 1)
-        e = np.exp(ins[0].astype(dt))
-        return e / e.sum(axis=-1, keepdims=True, dtype=dt)
-
-    monkeypatch.setitem(
-        ge.FAULTS,
-        "softmax_no_max_sub",
-        ge.Fault("softmax_no_max_sub", "SOFTMAX", naive_softmax, backends=("gl",)),
-    )
     x = np.zeros((1, 4, 4, 2), np.float32)
     x[..., 0] = 12.0  # exp(12) > 65504: inf in float16
     values = {0: x, 1: np.ones_like(x), 2: np.ones_like(x)}
     delegated = frozenset(ge.plan_gpu(g).delegated)
-    faulty = ge.Emulation("fp16", "gl", delegated, ("softmax_no_max_sub",))
-    out = faulty.outputs(g, values.__getitem__)
+    old_gl = ge.Emulation("fp16", "gl", delegated, "gl-2019", mediump_bits=16)
+    out = old_gl.outputs(g, values.__getitem__)
     assert np.isnan(out[0]).any()  # inf / inf at the SOFTMAX output
-    healthy = ge.Emulation("fp16", "cl", delegated, ("softmax_no_max_sub",))  # not on CL
-    assert np.isfinite(healthy.outputs(g, values.__getitem__)[0]).all()
-    assert (
-        ge.resolve_hook("SOFTMAX", backend="gl", precision="fp16", faults=("unknown",))
-        is ge.HOOKS["SOFTMAX"]
-    )
+    assert [op.op for op in old_gl.faulted_ops(g)] == ["SOFTMAX"]  # its values flow on
+    old_cl = ge.Emulation("fp16", "cl", delegated, "cl-v2", mediump_bits=16)  # float exp
+    assert np.isfinite(old_cl.outputs(g, values.__getitem__)[0]).all()
+    current = ge.Emulation("fp16", "gl", delegated, "current", mediump_bits=16)
+    assert np.isfinite(current.outputs(g, values.__getitem__)[0]).all()
+    assert not current.faulted_ops(g)
+    assert ge.resolve_hook("SOFTMAX", backend="gl", generation="current") is ge.HOOKS["SOFTMAX"]
+    cpu_only = ge.Emulation("fp16", "gl", frozenset(), "gl-2019", mediump_bits=16)
+    assert not cpu_only.faulted_ops(g)  # a GPU kernel acts only where the GPU runs the op
 
 
 def test_read_graph_rejects_non_tflite_bytes():

@@ -32,6 +32,7 @@ from harness.devices.virtual.bm_stats import Out, PeakMemory, Stat, fmt_g, maxrs
 from harness.devices.virtual.gpu_emulation import Emulation, GpuPlan, plan_gpu, removed_backends
 from harness.devices.virtual.tflite_graph import Graph, GraphError, read_graph
 from harness.stdio import captured_fd2
+from harness.tflite.gpu_delegates import DEFAULT_GENERATION, GENERATIONS, Generation
 
 GPU_NAME = "TfLiteGpuDelegateV2"
 NNAPI_NAME = "TfLiteNnapiDelegate"
@@ -154,8 +155,23 @@ class Benchmark:
         return bool(self.config.get("nnapi")) or "nnapi" in self.config.get("gpu_backends", [])
 
     def _gpu_backends(self) -> list[str]:
+        """Backends the phone's GPU stack has (profile, minus faults such as opencl-missing)
+        that this delegate generation can use (the 2019 delegate: OpenGL only)."""
         gone = removed_backends(self._faults())  # e.g. opencl-missing: no libOpenCL.so
-        return [b for b in self.config.get("gpu_backends", ["cl", "gl"]) if b not in gone]
+        usable = self._generation().backends
+        return [
+            b
+            for b in self.config.get("gpu_backends", ["cl", "gl"])
+            if b not in gone and b in usable
+        ]
+
+    def _generation(self) -> Generation:
+        name = self.config.get("gpu_delegate", DEFAULT_GENERATION)
+        return GENERATIONS.get(str(name), GENERATIONS[DEFAULT_GENERATION])
+
+    def _mediump_bits(self) -> int | None:
+        bits = self.config.get("mediump_bits")
+        return bits if isinstance(bits, int) else None
 
     def _faults(self) -> tuple[str, ...]:
         faults = self.config.get("faults", [])
@@ -211,7 +227,14 @@ class Benchmark:
             self.accel = "gpu"
             precision = "fp16" if p["gpu_precision_loss_allowed"] else "fp32"
             backend = self._resolve_backend() or ""
-            return Emulation(precision, backend, frozenset(plan.delegated), self._faults()), plan
+            emulation = Emulation(
+                precision,
+                backend,
+                frozenset(plan.delegated),
+                self._generation().name,
+                self._mediump_bits(),
+            )
+            return emulation, plan
         if p["use_nnapi"]:
             if not self._nnapi_exists():
                 self.out.warn("NNAPI acceleration is unsupported on this platform.")
@@ -221,7 +244,7 @@ class Benchmark:
             self.accel = "nnapi"
             precision = "fp16" if p["nnapi_allow_fp16"] else "fp32"
             everything = frozenset(op.index for op in graph.ops)
-            return Emulation(precision, "nnapi", everything, self._faults()), None
+            return Emulation(precision, "nnapi", everything), None
         return None, None
 
     def _resolve_backend(self) -> str | None:
@@ -313,7 +336,8 @@ class Benchmark:
             )
             if backend is None:
                 self._gpu_init_failure(total)
-            if backend == "gl" and self.p["gpu_backend"] not in ("cl", "gl"):
+            tried_cl = "cl" in self._generation().backends  # the 2019 delegate had GL only
+            if backend == "gl" and self.p["gpu_backend"] not in ("cl", "gl") and tried_cl:
                 out.runtime(NO_OPENCL, "ERROR")
                 out.runtime("Falling back to OpenGL", "ERROR")
             out.runtime(f"Initialized {'OpenCL' if backend == 'cl' else 'OpenGL'}-based API.")
@@ -321,12 +345,13 @@ class Benchmark:
         self._verdict("GPU", plan.full, 1 if plan.delegated else 0)
 
     def _gpu_init_failure(self, total: int) -> None:
-        wanted = self.p["gpu_backend"]
-        reason = (
-            NO_OPENCL
-            if wanted != "gl" and "cl" not in self._gpu_backends()
-            else ("OpenGL ES is not available on this virtual phone")
-        )
+        wanted, generation = self.p["gpu_backend"], self._generation()
+        if wanted == "cl" and "cl" not in generation.backends:
+            reason = f"this GPU delegate ({generation.name}) has no OpenCL backend"
+        elif wanted != "gl" and "cl" not in self._gpu_backends():
+            reason = NO_OPENCL
+        else:
+            reason = "OpenGL ES is not available on this virtual phone"
         self.out.runtime(f"TfLiteGpuDelegate Init: {reason}", "ERROR")
         self.out.runtime("Created 0 GPU delegate kernels.")
         self.out.runtime("TfLiteGpuDelegate Prepare: delegate is not initialized", "ERROR")

@@ -14,6 +14,7 @@ from harness.devices.options import AdbOption, JsonOption
 from harness.devices.virtual import manager
 from harness.devices.virtual.chaos import parse_spec
 from harness.devices.virtual.profiles import available_profiles, load_profile
+from harness.tflite.gpu_delegates import GENERATIONS
 from harness.ui import console
 
 app = typer.Typer(
@@ -33,10 +34,22 @@ def start(
         str,
         typer.Option(
             "--faults",
-            help="Comma-separated faults to emulate, added to the profile's defaults; 'none' "
-            "drops the defaults (none,NAME = only NAME). See docs/virtual-phone.md.",
+            help="Comma-separated faults that are not a GPU kernel's arithmetic (opencl-missing, "
+            "unauthorized), added to the profile's defaults; 'none' = no emulated bug: drops the "
+            "defaults (none,NAME = only NAME) and, without --delegate, runs the current GPU "
+            "delegate. See docs/virtual-phone.md.",
         ),
     ] = "",
+    delegate: Annotated[
+        str | None,
+        typer.Option(
+            "--delegate",
+            metavar="GENERATION",
+            help="GPU delegate generation the phone runs: "
+            + ", ".join(GENERATIONS)
+            + " (default: the profile's; see harness virtual profiles, docs/virtual-phone.md).",
+        ),
+    ] = None,
     chaos: Annotated[
         str,
         typer.Option(
@@ -68,6 +81,7 @@ def start(
         faults=tuple(f for f in faults.split(",") if f),
         chaos=spec,
         abi=abi,
+        delegate=delegate,
     )
     if as_json:
         typer.echo(json.dumps(asdict(record), indent=2))
@@ -76,7 +90,7 @@ def start(
         f"started virtual [bold]{record.model}[/] as [bold]{record.serial}[/] "
         f"(profile {record.profile}"
         + (f", ABI {record.abi}" if record.abi else "")
-        + f", pid {record.pid}); try: harness devices"
+        + f", GPU delegate {record.delegate}, pid {record.pid}); try: harness devices"
     )
 
 
@@ -128,7 +142,16 @@ def list_(as_json: JsonOption = False) -> None:
         console().print("no virtual phones running")
         return
     table = Table(title="Virtual phones", title_justify="left")
-    for col in ("serial", "model", "profile", "ABI", "pid", "faults", "adb servers"):
+    for col in (
+        "serial",
+        "model",
+        "profile",
+        "ABI",
+        "GPU delegate",
+        "pid",
+        "faults",
+        "adb servers",
+    ):
         table.add_column(col)
     for r in records:
         table.add_row(
@@ -136,6 +159,7 @@ def list_(as_json: JsonOption = False) -> None:
             r.model,
             r.profile,
             r.abi or "harness-virtual",
+            r.delegate or "?",
             str(r.pid),
             ",".join(r.faults) or "-",
             ", ".join(r.servers),
@@ -157,6 +181,10 @@ def profiles(as_json: JsonOption = False) -> None:
                         "description": p.description,
                         "gpu_backends": list(p.gpu_backends),
                         "faults": list(p.faults),
+                        "gpu_delegate": p.delegate,
+                        "gpu_delegate_why": p.delegate_why,
+                        "mediump_bits": p.mediump_bits,
+                        "mediump_source": p.mediump_source,
                     }
                     for p in loaded
                 ],
@@ -165,10 +193,17 @@ def profiles(as_json: JsonOption = False) -> None:
         )
         return
     table = Table(title="Device profiles", title_justify="left")
-    for col in ("profile", "model", "description", "GPU backends", "default faults"):
+    columns = ("profile", "model", "description", "GPU backends", "mediump", "GPU delegate")
+    for col in (*columns, "default faults"):
         table.add_column(col)
     for p in loaded:
         table.add_row(
-            p.name, p.model, p.description, ",".join(p.gpu_backends), ",".join(p.faults) or "-"
+            p.name,
+            p.model,
+            p.description,
+            ",".join(p.gpu_backends),
+            p.mediump_label(),
+            f"{p.delegate} ({p.delegate_why})",
+            ",".join(p.faults) or "-",
         )
     console().print(table)

@@ -15,11 +15,12 @@ Two tables, both keyed by op type so behaviour is data (docs/virtual-phone.md):
   rounded to float16. This works wherever the op sits in the graph, so a bisection tool that
   exposes intermediate tensors as extra outputs sees the effect at the op that causes it.
 
-:data:`FAULTS` maps a fault name (listed in ``.harness/virtual.json``) to a replacement hook for
-one op type on given backends/precisions: the documented GPU miscomputes of FACTS.md §2, each
-emulating its mechanism (FP16 exp without max subtraction, unmasked padding lanes, FP16
-accumulators), never a forced result. A fault may instead remove a backend (``opencl-missing``).
-Faulted values flow on through the rest of the graph (:mod:`.tail_model`).
+:class:`Emulation` also carries the phone's GPU delegate *generation*
+(:mod:`harness.tflite.gpu_delegates`): where the generation's SOFTMAX kernel departs from a plain
+softmax (the old GL and CL kernels compute ``exp(x)`` without subtracting the max) the kernel's
+own arithmetic replaces the plain hook (:mod:`.gpu_kernels`), on the GPU only, and its values
+flow on through the rest of the graph (:mod:`.tail_model`). :data:`FAULTS` holds what is not a
+kernel's arithmetic: a missing piece of the GPU stack (``opencl-missing``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.devices.virtual.gpu_kernels import softmax_hook
 from harness.devices.virtual.tflite_graph import Graph, OpInfo
+from harness.tflite.gpu_delegates import DEFAULT_GENERATION
 from harness.tflite.gpu_ops import LAYOUT_OPS, findings, runtime_types
 from harness.tflite.gpu_ops import NOT_SUPPORTED as NOT_SUPPORTED  # the delegate's log texts
 from harness.tflite.gpu_ops import TYPE_MISMATCH as TYPE_MISMATCH
@@ -135,107 +138,45 @@ HOOKS: dict[str, Hook] = {
 
 @dataclass(frozen=True)
 class Fault:
-    """A documented GPU miscompute, acting on one op type wherever it sits in the graph
-    (``op``/``hook``), or a missing piece of the GPU stack (``removes_backends``)."""
+    """A missing piece of the phone's GPU stack (not a kernel's arithmetic: that follows the
+    delegate generation, :mod:`.gpu_kernels`)."""
 
     name: str
-    op: str | None
-    hook: Hook | None
-    backends: tuple[str, ...] = ("cl", "gl")
-    precisions: tuple[str, ...] = ("fp16",)
     description: str = ""
     removes_backends: tuple[str, ...] = ()
 
 
 FP16_MAX = 65504.0
 FP16_EXP_LIMIT = math.log(FP16_MAX)  # ~11.09: exp(x) overflows float16 above this
-SLICE = 4  # the GPU delegate packs channels in 4-wide slices (PHWC4)
-
-
-def _softmax_no_max_subtraction(ins: Sequence[np.ndarray], op: OpInfo, dt: type) -> np.ndarray:
-    """exp(x) / sum exp(x) straight, at the kernel's precision: in float16 exp overflows to inf
-    for x > ~11.09, so those pixels give inf/inf = NaN (or finite/inf = 0)."""
-    x = ins[0].astype(dt)
-    with np.errstate(all="ignore"):  # the overflow is the point
-        e = np.exp(x * dt(op.options.get("beta", 1.0)))
-        return e / e.sum(axis=-1, keepdims=True, dtype=dt)
-
-
-def _softmax_unmasked_padding(ins: Sequence[np.ndarray], op: OpInfo, dt: type) -> np.ndarray:
-    """Channel softmax over the 4-wide slices with the padding lanes (value 0) left in the sum:
-    ``exp(x_i - m) / (sum_j exp(x_j - m) + pad * exp(0 - m))``, ``pad = (-C) mod 4``."""
-    x = ins[0].astype(dt)
-    beta = dt(op.options.get("beta", 1.0))
-    pad = (-x.shape[-1]) % SLICE
-    m = x.max(axis=-1, keepdims=True)
-    with np.errstate(all="ignore"):
-        e = np.exp((x - m) * beta)
-        padding = dt(pad) * np.exp((dt(0) - m) * beta)
-        return e / (e.sum(axis=-1, keepdims=True, dtype=dt) + padding)
-
-
-def _fp16_accumulator(mean: bool) -> Hook:
-    """SUM/MEAN whose accumulator is a float16 register: a sum past 65504 is inf (MEAN = inf/N)
-    even when the result itself fits in float16."""
-
-    def hook(ins: Sequence[np.ndarray], op: OpInfo, dt: type) -> np.ndarray:
-        x = ins[0].astype(dt)
-        axes = tuple(sorted({int(a) % x.ndim for a in np.asarray(ins[1]).ravel()}))
-        with np.errstate(all="ignore"):
-            total = np.add.reduce(x.astype(np.float32), axis=axes, keepdims=True).astype(dt)
-            if not mean:
-                return total
-            count = int(np.prod([x.shape[a] for a in axes])) if axes else 1
-            return total * dt(1.0 / count)
-
-    return hook
-
 
 FAULTS: dict[str, Fault] = {
     fault.name: fault
     for fault in (
         Fault(
-            "softmax-fp16-overflow",
-            "SOFTMAX",
-            _softmax_no_max_subtraction,
-            precisions=("fp16",),
-            description="SOFTMAX computes exp(x) in FP16 without subtracting the max: "
-            "inf/NaN (or 0) wherever an input passes ln(65504) ~ 11.09",
-        ),
-        Fault(
-            "softmax-unmasked-padding",
-            "SOFTMAX",
-            _softmax_unmasked_padding,
-            precisions=("fp16", "fp32"),
-            description="channel SOFTMAX adds the unmasked padding lanes of its 4-wide slice "
-            "(exp(0 - max) each) to the sum: probabilities no longer sum to 1, fg shrinks",
-        ),
-        Fault(
-            "fp16-reduction-overflow",
-            "MEAN",
-            _fp16_accumulator(mean=True),
-            description="SUM/MEAN accumulate in FP16: a sum past 65504 is inf",
-        ),
-        Fault("fp16-reduction-overflow/sum", "SUM", _fp16_accumulator(mean=False)),
-        Fault(
             "opencl-missing",
-            None,
-            None,
             description="no libOpenCL.so: the GPU delegate falls back to OpenGL; "
             "--gpu_backend=cl fails",
             removes_backends=("cl",),
         ),
     )
 }
-# A fault name may cover several ops: "NAME/detail" entries are enabled by "NAME".
-FAULT_NAMES: tuple[str, ...] = tuple(sorted({name.split("/")[0] for name in FAULTS}))
+FAULT_NAMES: tuple[str, ...] = tuple(sorted(FAULTS))
+# Faults of earlier versions that no kernel source supports (docs/virtual-phone.md): refused with
+# the reason, so an old command line fails clearly instead of silently meaning something else.
+RETIRED_FAULTS: dict[str, str] = {
+    "softmax-fp16-overflow": "it is now a consequence of the GPU delegate generation: "
+    "--delegate gl-2019 (the default on SM-G973F) overflows at FP16 on a Mali GPU",
+    "softmax-unmasked-padding": "no softmax kernel version leaves padding lanes in the sum "
+    "(FACTS.md §2); the padded-output-lane bug (PR 108244) never reaches a model output",
+    "fp16-reduction-overflow": "the delegate's reduce kernel accumulates in float; the "
+    "documented overflow (LiteRT 9249) is on the ML Drift backend, not emulated",
+}
 
 
 def active_faults(names: Sequence[str], registry: Mapping[str, Fault] | None = None) -> list[Fault]:
-    """The registry entries enabled by fault ``names`` (``NAME`` also enables ``NAME/...``)."""
+    """The registry entries enabled by fault ``names``."""
     table = FAULTS if registry is None else registry
-    wanted = set(names)
-    return [f for key, f in table.items() if key in wanted or key.split("/")[0] in wanted]
+    return [f for key, f in table.items() if key in set(names)]
 
 
 def removed_backends(names: Sequence[str]) -> set[str]:
@@ -247,19 +188,16 @@ def resolve_hook(
     op: str,
     *,
     backend: str,
-    precision: str,
-    faults: Sequence[str] = (),
-    registry: Mapping[str, Fault] | None = None,
+    precision: str = "fp16",
+    generation: str = DEFAULT_GENERATION,
+    mediump_bits: int | None = None,
 ) -> Hook | None:
-    """The hook for ``op``: an active fault's hook first, else the plain numeric hook."""
-    for fault in active_faults(faults, registry):
-        if (
-            fault.hook is not None
-            and fault.op == op
-            and backend in fault.backends
-            and precision in fault.precisions
-        ):
-            return fault.hook
+    """The hook for ``op`` on the emulated GPU: the generation's kernel where it departs from a
+    plain softmax (no max subtraction), else the plain numeric hook."""
+    if op == "SOFTMAX":
+        kernel = softmax_hook(generation, backend, mediump_bits)
+        if kernel is not None:
+            return kernel
     return HOOKS.get(op)
 
 
@@ -294,7 +232,8 @@ class Emulation:
     precision: str  # "fp16" (precision loss allowed) or "fp32"
     backend: str  # "cl", "gl" or "nnapi"
     delegated: frozenset[int]
-    faults: tuple[str, ...] = ()
+    generation: str = DEFAULT_GENERATION  # the GPU delegate's kernels (tflite/gpu_delegates.py)
+    mediump_bits: int | None = None  # 16 on Mali (the profile's [gpu] mediump_bits)
 
     def _on_accel(self, op: OpInfo | None) -> bool:
         return op is not None and op.index in self.delegated
@@ -307,23 +246,29 @@ class Emulation:
         if op is None:
             return None
         plain = HOOKS.get(op.op)
-        hook = resolve_hook(
-            op.op, backend=self.backend, precision=self.precision, faults=self.faults
-        )
+        hook = self._kernel(op.op)
         if hook is not None and hook is not plain and self._on_accel(op):
-            return hook  # an active fault: a GPU kernel bug, so only where the GPU runs the op
+            return hook  # the generation's own kernel: only where the GPU runs the op
         fp16_touched = self._on_accel(op) or self._fed_by_accel(graph, op)
         return plain if self.precision == "fp16" and fp16_touched else None
 
+    def _kernel(self, op: str) -> Hook | None:
+        return resolve_hook(
+            op,
+            backend=self.backend,
+            precision=self.precision,
+            generation=self.generation,
+            mediump_bits=self.mediump_bits,
+        )
+
     def faulted_ops(self, graph: Graph) -> list[OpInfo]:
-        """Ops the emulated GPU runs with an active fault hook, in execution order."""
+        """Ops the emulated GPU runs with a kernel that departs from the plain recomputation
+        (a softmax without max subtraction), in execution order."""
         out = []
         for op in graph.ops:
             if not self._on_accel(op):
                 continue
-            hook = resolve_hook(
-                op.op, backend=self.backend, precision=self.precision, faults=self.faults
-            )
+            hook = self._kernel(op.op)
             if hook is not None and hook is not HOOKS.get(op.op):
                 out.append(op)
         return out

@@ -27,7 +27,12 @@ from harness import config
 from harness.devices import adbkey
 from harness.devices.adb import AdbServer, connect, disconnect, ensure_server, server_environ
 from harness.devices.virtual.chaos import CHAOS_FILE, ChaosSpec, Drop, LinkFaults
-from harness.devices.virtual.profiles import check_abi, load_profile, resolve_faults
+from harness.devices.virtual.profiles import (
+    check_abi,
+    load_profile,
+    resolve_delegate,
+    resolve_faults,
+)
 from harness.devices.virtual.server import BIND_HOST
 from harness.errors import UsageError, VirtualPhoneError
 
@@ -47,6 +52,7 @@ class VirtualRecord:
     faults: list[str]
     started: float
     abi: str = ""  # a real ABI presented instead of harness-virtual (--abi); "" = virtual
+    delegate: str = ""  # the GPU delegate generation (harness/tflite/gpu_delegates.py)
 
     @property
     def alive(self) -> bool:
@@ -135,10 +141,16 @@ def start(
     chaos: ChaosSpec | None = None,
     abi: str = "",
     extra_keys: list[adbkey.PublicKey] | None = None,
+    delegate: str | None = None,
 ) -> VirtualRecord:
+    """Start a virtual phone of ``profile_name``. ``delegate`` picks its GPU delegate generation
+    (default: the profile's; ``"current"`` computes softmax right); ``faults=("none",)`` drops
+    the profile's default faults and, without ``delegate``, runs the current delegate: a phone
+    with no emulated bug."""
     profile = load_profile(profile_name)  # UsageError for an unknown profile
     check_abi(abi)  # UsageError for an ABI a virtual phone cannot present
     effective = resolve_faults(profile, tuple(faults))  # UsageError for an unknown fault
+    generation = resolve_delegate(profile, delegate, tuple(faults))  # UsageError: unknown name
     if port is not None and not 0 < port < 65536:
         raise UsageError(f"--port must be 1-65535, got {port}")
     port = port or _pick_port()
@@ -173,6 +185,8 @@ def start(
         abi,
         "--adb-keys",
         str(keys_file),
+        "--delegate",
+        generation,
     ]
     env = dict(
         os.environ,
@@ -211,6 +225,7 @@ def start(
         faults=list(effective),
         started=time.time(),
         abi=abi,
+        delegate=generation,
     )
     (registry_dir() / f"{port}.json").write_text(json.dumps(asdict(record), indent=2))
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harness import config
 from harness.errors import UsageError
+from harness.tflite.gpu_delegates import DEFAULT_GENERATION, generation
 
 VIRTUAL_ABI = "harness-virtual"
 # ABIs a virtual phone may present instead (``harness virtual start --abi``): then the harness
@@ -37,6 +38,11 @@ class Profile:
     battery_temp_c: float
     thermal: tuple[tuple[str, float], ...]
     faults: tuple[str, ...] = field(default=())
+    # Bits the GPU computes GLSL `mediump` in: 16 on Mali (Arm's guide); None: not established.
+    mediump_bits: int | None = None
+    mediump_source: str = "not established"
+    delegate: str = DEFAULT_GENERATION  # the GPU delegate generation it runs by default
+    delegate_why: str = "not established: no source says which runtime this phone's app used"
 
     @property
     def model(self) -> str:
@@ -53,6 +59,9 @@ class Profile:
         props["ro.harness.emulated_abi"] = self.abi
         props.setdefault("ro.serialno", "virtual-" + self.name)
         return props
+
+    def mediump_label(self) -> str:
+        return f"{self.mediump_bits}-bit" if self.mediump_bits else "not established"
 
     def banner_props(self) -> dict[str, str]:
         return {
@@ -71,16 +80,33 @@ def known_faults() -> tuple[str, ...]:
     return (*PHONE_FAULTS, *FAULT_NAMES)
 
 
+def resolve_delegate(
+    profile: Profile, requested: str | None = None, faults: tuple[str, ...] = ()
+) -> str:
+    """The GPU delegate generation a phone runs: ``requested`` (``--delegate``), else the
+    profile's default; ``none`` among the requested faults ("no emulated bug") selects the
+    current delegate unless a generation is requested. Unknown names are a usage error."""
+    if requested:
+        return generation(requested).name
+    if "none" in faults:
+        return DEFAULT_GENERATION
+    return generation(profile.delegate).name
+
+
 def resolve_faults(profile: Profile, requested: tuple[str, ...] = ()) -> tuple[str, ...]:
     """The faults a phone runs with: the profile's defaults (``[virtual] faults``) plus the
     requested ones; ``none`` drops the defaults (``none,NAME`` = only NAME). Unknown names are
     a usage error."""
+    from harness.devices.virtual.gpu_emulation import RETIRED_FAULTS
+
     known = known_faults()
     faults = list(profile.faults)
     for name in requested:
         if name == "none":
             faults = []
             continue
+        if name in RETIRED_FAULTS:
+            raise UsageError(f"fault {name!r} was removed: {RETIRED_FAULTS[name]}")
         if name not in known:
             raise UsageError(f"unknown fault {name!r}; known: none, {', '.join(known)}")
         if name not in faults:
@@ -123,6 +149,7 @@ def load_profile(name: str) -> Profile:
         for cluster in data.get("cpu", {}).get("clusters", []):
             cores += [int(cluster["max_khz"])] * int(cluster["cores"])
         battery = data.get("battery", {})
+        virtual = data.get("virtual", {})
         return Profile(
             name=name,
             description=str(data.get("description", name)),
@@ -136,7 +163,11 @@ def load_profile(name: str) -> Profile:
             battery_level=int(battery.get("level", 100)),
             battery_temp_c=float(battery.get("temperature_c", 25.0)),
             thermal=tuple((str(z["type"]), float(z["temp_c"])) for z in data.get("thermal", [])),
-            faults=tuple(data.get("virtual", {}).get("faults", [])),
+            faults=tuple(virtual.get("faults", [])),
+            mediump_bits=int(gpu["mediump_bits"]) if "mediump_bits" in gpu else None,
+            mediump_source=str(gpu.get("mediump_source", "not established")),
+            delegate=str(virtual.get("delegate", DEFAULT_GENERATION)),
+            delegate_why=str(virtual.get("delegate_why", Profile.delegate_why)),
         )
     except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"{path}: invalid device profile ({exc})") from exc

@@ -85,7 +85,13 @@ class Sandbox:
         }
 
     # -- building -----------------------------------------------------------------------------
-    def build(self, profile: Profile, faults: tuple[str, ...] = (), abi: str = "") -> None:
+    def build(
+        self,
+        profile: Profile,
+        faults: tuple[str, ...] = (),
+        abi: str = "",
+        delegate: str | None = None,
+    ) -> None:
         """Create (or refresh) the device tree; files the harness pushed earlier are kept."""
         r = self.root
         for sub in (
@@ -101,6 +107,8 @@ class Sandbox:
             link.symlink_to("../../sdcard")
         props = profile.getprop(abi)
         props["ro.harness.faults"] = ",".join(faults)  # what this virtual phone emulates
+        delegate = delegate or profile.delegate
+        props["ro.harness.gpu_delegate"] = delegate  # its GPU delegate generation
         _write(
             r / ".harness" / "props", "".join(f"[{k}]: [{v}]\n" for k, v in sorted(props.items()))
         )
@@ -117,6 +125,8 @@ class Sandbox:
             "profile": profile.name,
             "gpu_backends": list(profile.gpu_backends),
             "faults": list(faults),
+            "gpu_delegate": delegate,
+            "mediump_bits": profile.mediump_bits,
             "model": profile.model,
         }
         _write(r / ".harness" / "virtual.json", json.dumps(virtual, indent=2) + "\n")

@@ -28,6 +28,7 @@ from harness.devices.virtual.profiles import (
     VIRTUAL_FEATURES,
     check_abi,
     load_profile,
+    resolve_delegate,
     resolve_faults,
 )
 from harness.devices.virtual.sandbox import Sandbox
@@ -46,13 +47,15 @@ class VirtualPhone:
         faults: tuple[str, ...] = (),
         keys: tuple[adbkey.PublicKey, ...] = (),
         abi: str = "",
+        delegate: str | None = None,
     ) -> None:
         self.profile = load_profile(profile_name)
         self.faults = resolve_faults(self.profile, faults)  # defaults + requested
+        self.delegate = resolve_delegate(self.profile, delegate, faults)  # GPU generation
         # The "unauthorized" fault: the phone's RSA prompt is never answered, no key is known.
         self.keys = () if "unauthorized" in self.faults else keys
         self.sandbox = Sandbox(root)
-        self.sandbox.build(self.profile, self.faults, check_abi(abi))
+        self.sandbox.build(self.profile, self.faults, check_abi(abi), self.delegate)
         # Link faults are switched at runtime (chaos.py); a (re)started phone has none.
         (self.sandbox.root / CHAOS_FILE).unlink(missing_ok=True)
         self.chaos = LinkChaos(self.sandbox.root / CHAOS_FILE)
@@ -172,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--faults", default="")
     parser.add_argument("--abi", default="")
+    parser.add_argument("--delegate", default=None)
     parser.add_argument("--ready-file", type=Path)
     parser.add_argument("--adb-keys", type=Path, help="authorized adb public keys, one a line")
     args = parser.parse_args(argv)
@@ -183,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, UnicodeError, adbkey.KeyFormatError) as exc:
         print(f"cannot read the adb keys {args.adb_keys}: {exc}", file=sys.stderr)
         return 8
-    phone = VirtualPhone(args.profile, args.root, faults, keys, args.abi)
+    phone = VirtualPhone(args.profile, args.root, faults, keys, args.abi, args.delegate)
     logging.getLogger("harness.virtual").info(
         "authorized adb keys: %s", ", ".join(k.fingerprint for k in keys) or "none"
     )
