@@ -37,6 +37,8 @@ class Inspection:
     source: str  # "manifest" or "inferred"
     variant_id: str | None = None
     normalization_source: str = "inferred"  # manifest | flag | none (raw pixels 0..255)
+    # an int8 variant's per-layer error vs its float model (convert --explain-quantization)
+    quantization: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +55,7 @@ class Inspection:
             "op_counts": self.model.op_counts(),
             "subgraphs": self.model.subgraphs,
             "gpu": self.gpu.to_dict(),
+            "quantization": self.quantization,
         }
 
 
@@ -139,4 +142,5 @@ def inspect_tflite(
         source=source,
         variant_id=record.id if record is not None else None,
         normalization_source=norm_source,
+        quantization=record.quantization if record is not None else None,
     )
