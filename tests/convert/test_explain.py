@@ -147,3 +147,24 @@ def test_unknown_float_layer_is_a_usage_error(model_copy, provider) -> None:
     with pytest.raises(UsageError, match="no/such/layer"):
         convert_model(model_copy, options, data=provider)
     assert (model_copy / "variants" / "softmax-int8.tflite").is_file()  # kept what it built
+
+
+def test_inspect_shows_the_report_of_an_int8_variant(explained) -> None:
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+    from harness.convert.inspection import inspect_tflite
+
+    folder, manifest = explained
+    path = folder / "variants" / "sigsoftmax-int8.tflite"
+    result = inspect_tflite(path)
+    assert result.quantization == manifest.get("sigsoftmax-int8").quantization
+    assert (
+        inspect_tflite(folder / "variants" / "sigsoftmax-int8-selective.tflite").quantization
+        is None
+    )
+    out = CliRunner().invoke(app, ["inspect", str(path)])
+    assert out.exit_code == 0, out.output
+    assert "per-layer int8 error" in out.output and "suggested --float-layers" in out.output
+    as_json = CliRunner().invoke(app, ["inspect", str(path), "--json"])
+    assert json.loads(as_json.output)["quantization"]["variant"] == "sigsoftmax-int8"
