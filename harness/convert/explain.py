@@ -12,6 +12,12 @@ cares about; the suggestion is the smallest prefix of the ranked layers that rec
 IoU of keeping all the examined ones in float.
 
 Everything is measured on the desktop (LiteRT, XNNPACK); nothing is estimated.
+
+The debugger's per-layer bookkeeping (``_numeric_verify_op_details``, ``_defining_op``,
+``_quant_interpreter``) and ``tensorflow.lite.python.convert.mlir_quantize`` (what the
+debugger's own ``get_nondebug_quantized_model`` calls, here with int8 I/O) are not public
+API: they are used as TF 2.21 ships them (the lock pins it); a change breaks
+``tests/convert/test_explain.py``, not a user's run silently.
 """
 
 from __future__ import annotations
@@ -141,11 +147,11 @@ class SelectiveQuantizer:
 
     def quantize(self, float_layers: Sequence[str] = ()) -> bytes:
         """The int8 model with ``float_layers`` (tensor/node names) kept in float."""
-        from tensorflow.lite.python import convert
-
         from harness import tfcompat
 
-        tf = tfcompat.tf()
+        tf = tfcompat.tf()  # before any tensorflow import (TF_USE_LEGACY_KERAS)
+        from tensorflow.lite.python import convert
+
         output_type = tf.uint8 if self.head is Head.ARGMAX else tf.int8
         try:
             with native_output_silenced():
@@ -300,8 +306,13 @@ def explain_quantization(
         return mask_iou_vs_float(sq.quantize(names), head, x_eval, float_mask, fg)
 
     report("per-layer statistics", 0, top_k + 1)
-    layers = sq.layer_errors()
-    graph = sq.downstream()
+    try:
+        layers = sq.layer_errors()
+        graph = sq.downstream()
+    except Exception as exc:  # the debugger's private bookkeeping changed shape
+        raise ConversionFailed(
+            f"per-layer statistics of {head}-int8 failed: {type(exc).__name__}: {exc}"[:300]
+        ) from exc
     base_blob = sq.quantize(())
     base_iou = iou_of(())
     measured = []

@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 INPUT_NAME = "image"
+CAL_BATCH = 16
 
 
 def _one_line(exc: BaseException) -> str:
@@ -288,7 +289,7 @@ def make_qat_model(
     qat = build_qat_model(model)
     keras.utils.set_random_seed(seed)
     x_train = np.asarray(x_train, np.float32)
-    _calibrate_ranges(qat, x_train[:calibration_samples], batch_size=16)
+    _calibrate_ranges(qat, x_train[:calibration_samples], batch_size=CAL_BATCH)
     logits = model.predict(x_train, batch_size=batch_size, verbose=0).astype(np.float64)
     teacher = np.exp(logits - logits.max(axis=-1, keepdims=True))
     teacher = (teacher / teacher.sum(axis=-1, keepdims=True)).astype(np.float32)
