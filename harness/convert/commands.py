@@ -56,6 +56,16 @@ def convert(
     fg_channel: int = typer.Option(
         None, "--fg-channel", help="A .tflite's foreground channel (2-class output)."
     ),
+    explain_quantization: bool = typer.Option(
+        False,
+        "--explain-quantization",
+        help="Per-layer int8 error of each head and the layers worth keeping in float.",
+    ),
+    float_layers: str = typer.Option(
+        None,
+        "--float-layers",
+        help="Build <head>-int8-selective with these layers in float: comma list or 'auto'.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
     """Convert a trained model (or heads of a float .tflite) to TFLite variants + variants.json."""
@@ -104,6 +114,8 @@ def convert(
             representative_samples=representative,
             eval_samples=eval_samples or None,
             accuracy=not no_accuracy,
+            explain_quantization=explain_quantization,
+            float_layers=_parse_float_layers(float_layers),
         )
         with Progress(*columns, console=console(), transient=json_out) as bar:
             task = bar.add_task("loading model", total=None)
@@ -117,6 +129,63 @@ def convert(
         console().print_json(json.dumps(manifest.to_dict()))
         return
     _render_manifest(manifest, folder)
+    if explain_quantization:
+        for r in manifest.variants:
+            if r.quantization:
+                render_quantization(r.quantization)
+
+
+def _parse_float_layers(text: str | None) -> tuple[str, ...]:
+    from harness.errors import UsageError
+
+    if text is None:
+        return ()
+    if text.strip().lower() == "auto":
+        return ("auto",)
+    # node names contain ';' and '/', never ','
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise UsageError("--float-layers: give layer names (comma list) or 'auto'")
+    return names
+
+
+def render_quantization(q: dict) -> None:  # type: ignore[type-arg]
+    """The per-layer table of one int8 variant's quantization report (manifest dict)."""
+    from rich.table import Table
+
+    base = q.get("iou_vs_float")
+    table = Table(
+        title=f"{q['variant']}: per-layer int8 error (IoU vs float {_fmt(base, '.4f')}, "
+        f"{q.get('representative_samples')} representative / {q.get('eval_samples')} eval samples)"
+    )
+    for col in ("#", "layer", "op", "rmse/scale", "max |err|", "IoU if float", "+downstream"):
+        table.add_column(col, justify="left" if col in ("layer", "op") else "right")
+    for i, la in enumerate(q.get("layers", [])[:12], start=1):
+        name = la["name"] if len(la["name"]) <= 60 else la["name"][:57] + "..."
+        down = la.get("iou_if_float_downstream")
+        _row(
+            table,
+            str(i),
+            name,
+            la["op"],
+            _fmt(la.get("rmse_over_scale"), ".3g"),
+            _fmt(la.get("max_abs_error"), ".3g"),
+            _fmt(la.get("iou_if_float"), ".4f"),
+            "-" if down is None else f"{down:.4f} ({la.get('downstream_ops')} ops)",
+        )
+    console().print(table)
+    suggested = q.get("suggested_float_layers") or []
+    if suggested:
+        size, int8 = q.get("suggested_size") or 0, q.get("size") or 0
+        console().print(
+            f"suggested --float-layers ({len(suggested)} layers): IoU vs float "
+            f"{_fmt(q.get('suggested_iou_vs_float'), '.4f')}, size {size / 1024:.1f} KiB "
+            f"(int8 {int8 / 1024:.1f} KiB, +{(size - int8) / 1024:.1f} KiB)",
+            markup=False,
+        )
+        console().print(",".join(suggested), markup=False, soft_wrap=True)
+    for note in q.get("notes", []):
+        console().print(f"note: {note}", markup=False)
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -261,6 +330,8 @@ def _render_inspection(r) -> None:  # type: ignore[no-untyped-def]
         out.print(issues)
     for note in r.gpu.notes:
         out.print(f"note: {escape(note)}")
+    if r.quantization:
+        render_quantization(r.quantization)
     for warning in r.warnings:
         out.print(f"[yellow]warning:[/] {escape(warning)}")
 

@@ -34,6 +34,8 @@ class Inspection:
     variant_id: str | None = None
     normalization_source: str = "unknown"  # manifest | metadata | flag | unknown
     io: IoSpec | None = None
+    # an int8 variant's per-layer error vs its float model (convert --explain-quantization)
+    quantization: dict[str, Any] | None = None
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -56,6 +58,7 @@ class Inspection:
             "op_counts": self.model.op_counts(),
             "subgraphs": self.model.subgraphs,
             "gpu": self.gpu.to_dict(),
+            "quantization": self.quantization,
         }
 
 
@@ -94,4 +97,5 @@ def inspect_tflite(path: Path, options: IoOptions | None = None) -> Inspection:
         variant_id=record.id if record is not None else None,
         normalization_source=str(io.normalization_source),
         io=io,
+        quantization=record.quantization if record is not None else None,
     )

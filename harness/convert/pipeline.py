@@ -36,7 +36,7 @@ from harness.convert.variants import (
     read_manifest,
     write_manifest,
 )
-from harness.errors import ConversionFailed, HarnessError, ModelError
+from harness.errors import ConversionFailed, HarnessError, ModelError, UsageError
 from harness.reference import EvalSet, normalize, reference_outputs
 
 __all__ = [
@@ -66,6 +66,9 @@ class ConvertOptions:
     eval_samples: int | None = None  # None: the whole validation split
     accuracy: bool = True
     num_threads: int | None = None
+    explain_quantization: bool = False  # per-layer error of each int8 head (needs accuracy)
+    # layers kept float in <head>-int8-selective: node names, ("auto",) = the suggestion
+    float_layers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,9 +91,8 @@ def plan_variants(options: ConvertOptions) -> list[Variant]:
     QAT is built for the requested heads that are also in ``qat_heads`` (the first requested
     head if none is): fine-tuning is paid once, each extra QAT head is one more conversion.
     """
-    out = [
-        Variant(h, p) for p in options.precisions if p is not Precision.QAT for h in options.heads
-    ]
+    later = (Precision.QAT, Precision.INT8_SELECTIVE)  # QAT below; selective: --float-layers
+    out = [Variant(h, p) for p in options.precisions if p not in later for h in options.heads]
     if Precision.QAT in options.precisions and options.heads:
         wanted = options.heads if options.qat_heads is None else options.qat_heads
         qat_heads = [h for h in options.heads if h in wanted] or [options.heads[0]]
@@ -290,6 +292,105 @@ def _source(mf: ModelFolder, model_sha: str) -> dict[str, Any]:
     }
 
 
+def _write_variant(
+    mf: ModelFolder,
+    variant: Variant,
+    blob: bytes,
+    converter_info: dict[str, Any],
+    eval_set: EvalSet | None,
+    float_logits: np.ndarray | None,
+    num_threads: int | None,
+) -> VariantRecord:
+    """Write ``variants/<id>.tflite`` atomically and describe it (specs, ops, GPU, accuracy)."""
+    target = mf.path / "variants" / variant.filename
+    atomic_write_bytes(target, blob)
+    tm = read_tflite(target)
+    input_spec, output_spec = _specs(tm, variant.head, mf)
+    accuracy = None
+    if eval_set is not None and float_logits is not None:
+        ref = reference_outputs(
+            target,
+            eval_set,
+            input_spec,
+            output_spec,
+            cache_dir=mf.path / "reference",
+            num_threads=num_threads,
+        )
+        accuracy = _accuracy(
+            variant.head, ref.fg_prob, ref.mask, float_logits, eval_set, mf.foreground_channel
+        )
+    return VariantRecord(
+        variant=variant,
+        file=f"variants/{variant.filename}",
+        sha256=tm.sha256,
+        size=tm.size,
+        input=input_spec,
+        output=output_spec,
+        ops=tm.op_names,
+        gpu=gpu_verdict(tm),
+        accuracy=accuracy,
+        converter=converter_info,
+    )
+
+
+def _quantization_stage(
+    mf: ModelFolder,
+    options: ConvertOptions,
+    manifest: Manifest,
+    x_rep: np.ndarray,
+    eval_set: EvalSet,
+    float_logits: np.ndarray,
+    report: ProgressFn,
+    total: int,
+) -> Manifest:
+    """Per-layer error of each requested head at int8 (stored on its ``<head>-int8`` record)
+    and, with ``float_layers``, the ``<head>-int8-selective`` variants."""
+    from harness.convert.explain import SelectiveQuantizer, explain_quantization
+
+    x_eval = normalize(eval_set.images, mf.normalization)
+    auto = options.float_layers == ("auto",)
+    for head in options.heads:
+        report(f"quantization error of {head}-int8", total - 1, total)
+        qreport = None
+        if options.explain_quantization or auto:
+            qreport, sq = explain_quantization(
+                mf.model, head, x_rep, x_eval, float_logits, fg=mf.foreground_channel
+            )
+            int8_id = Variant(head, Precision.INT8).id
+            if any(r.id == int8_id for r in manifest.variants):
+                rec = replace(manifest.get(int8_id), quantization=qreport.to_dict())
+                manifest = manifest.with_records([rec])
+        else:
+            sq = SelectiveQuantizer(mf.model, head, x_rep, mf.foreground_channel)
+        if options.float_layers:
+            names = qreport.suggested if auto and qreport else options.float_layers
+            if auto and not names:
+                continue  # nothing worth keeping float: the report says so
+            known = sq.downstream()
+            unknown = [n for n in names if n not in known]
+            if unknown:
+                raise UsageError(
+                    f"--float-layers: {unknown[0]!r} is not a layer of {head}-int8 "
+                    "(see --explain-quantization for the names)"
+                )
+            variant = Variant(head, Precision.INT8_SELECTIVE)
+            report(f"converting {variant.id}", total - 1, total)
+            blob = sq.quantize(names)
+            info = {
+                "representative_samples": len(x_rep),
+                "io_dtype": "int8",
+                "float_layers": list(names),
+                "float_layers_source": "auto" if auto else "given",
+                "int8_size": len(sq.quantize(())),
+            }
+            record = _write_variant(
+                mf, variant, blob, info, eval_set, float_logits, options.num_threads
+            )
+            manifest = manifest.with_records([record])
+        write_manifest(mf.path, manifest)
+    return manifest
+
+
 def convert_model(
     path: Path,
     options: ConvertOptions | None = None,
@@ -302,13 +403,18 @@ def convert_model(
 
     options = options or ConvertOptions()
     plan = plan_variants(options)
-    if not plan:
+    quant_stage = options.explain_quantization or bool(options.float_layers)
+    if Precision.INT8_SELECTIVE in options.precisions and not options.float_layers:
+        raise UsageError("precision int8-selective is built by --float-layers NAMES|auto")
+    if quant_stage and not options.accuracy:
+        raise UsageError("--explain-quantization and --float-layers need the accuracy pass")
+    if not plan and not quant_stage:
         raise ModelError("nothing to convert: no heads or precisions requested")
     mf = load_model_folder(path)  # validates before anything is written
     provider = data or default_data_provider(mf)
     report = progress or (lambda _m, _d, _t: None)
     total = len(plan) + 1
-    needs_train = any(v.precision.integer_io for v in plan)
+    needs_train = quant_stage or any(v.precision.integer_io for v in plan)
 
     report("preparing data", 0, total)
     x_rep = x_train = None
@@ -366,37 +472,16 @@ def convert_model(
             representative=x_rep,
             foreground_channel=mf.foreground_channel,
         )
-        target = mf.path / "variants" / variant.filename
-        atomic_write_bytes(target, blob)
-        tm = read_tflite(target)
-        input_spec, output_spec = _specs(tm, variant.head, mf)
-        accuracy = None
-        if eval_set is not None:
-            ref = reference_outputs(
-                target,
-                eval_set,
-                input_spec,
-                output_spec,
-                cache_dir=mf.path / "reference",
-                num_threads=options.num_threads,
-            )
-            accuracy = _accuracy(
-                variant.head, ref.fg_prob, ref.mask, float_logits, eval_set, mf.foreground_channel
-            )
-        record = VariantRecord(
-            variant=variant,
-            file=f"variants/{variant.filename}",
-            sha256=tm.sha256,
-            size=tm.size,
-            input=input_spec,
-            output=output_spec,
-            ops=tm.op_names,
-            gpu=gpu_verdict(tm),
-            accuracy=accuracy,
-            converter=converter_info,
+        record = _write_variant(
+            mf, variant, blob, converter_info, eval_set, float_logits, options.num_threads
         )
         manifest = manifest.with_records([record])
         write_manifest(mf.path, manifest)
+    if quant_stage:
+        assert eval_set is not None and float_logits is not None and x_rep is not None
+        manifest = _quantization_stage(
+            mf, options, manifest, x_rep, eval_set, float_logits, report, total
+        )
     report("done", total, total)
     if not manifest.variants:
         raise ConversionFailed("no variant was written")

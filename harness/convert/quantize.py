@@ -26,9 +26,16 @@ from harness.convert.heads import apply_tf
 from harness.convert.variants import Head, Precision
 from harness.errors import ConversionFailed
 
-__all__ = ["INPUT_NAME", "convert_variant", "make_qat_model"]
+__all__ = [
+    "INPUT_NAME",
+    "build_qat_model",
+    "convert_variant",
+    "make_qat_model",
+    "prepare_for_qat",
+]
 
 INPUT_NAME = "image"
+CAL_BATCH = 16
 
 
 def _one_line(exc: BaseException) -> str:
@@ -151,6 +158,109 @@ def _quantizable(layer: Any, registry: Any) -> bool:
         return False
 
 
+# Layers TFLite runs at one scale in and out (int8 kernels require it): a fake-quant on their
+# output would differ from their input's and the converter would insert a QUANTIZE op.
+_SAME_SCALE = ("AveragePooling2D", "MaxPooling2D", "UpSampling2D")
+
+
+def _concat_feeders(model: Any) -> set[str]:
+    """Layers whose output reaches a Concatenate directly or through same-scale layers.
+
+    TFLite's int8 CONCATENATION needs its inputs at the output's scale; post-training
+    quantization gets that by giving the producers the concat's scale. In QAT the producers
+    must not fake-quantize their own outputs (the concat's fake-quant decides), else each
+    input with its own range costs a QUANTIZE op.
+    """
+    consumers: dict[str, list[Any]] = {}
+    for layer in model.layers:
+        for node in layer._inbound_nodes:
+            inbound = node.inbound_layers
+            for src in inbound if isinstance(inbound, list) else [inbound]:
+                consumers.setdefault(src.name, []).append(layer)
+
+    def reaches_concat(name: str, depth: int = 0) -> bool:
+        for c in consumers.get(name, []):
+            kind = type(c).__name__
+            if kind == "Concatenate":
+                return True
+            if kind in _SAME_SCALE and depth < 8 and reaches_concat(c.name, depth + 1):
+                return True
+        return False
+
+    return {layer.name for layer in model.layers if reaches_concat(layer.name)}
+
+
+def _quantize_config(layer: Any, registry: Any, feeds_concat: bool) -> Any | None:
+    """A config that matches the int8 PTQ graph, or None for the registry's default."""
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_configs as configs,
+    )
+
+    kind = type(layer).__name__
+    if kind in _SAME_SCALE:
+        return configs.NoOpQuantizeConfig()  # the output keeps the input's scale
+    if not feeds_concat or kind == "Concatenate":
+        return None
+    default = registry.get_quantize_config(layer)
+    if hasattr(default, "quantize_output") and hasattr(default, "activation_attrs"):
+        cfg = default.get_config()
+        cfg.update(activation_attrs=[], quantize_output=False)  # weights only
+        return type(default).from_config(cfg)
+    return configs.NoOpQuantizeConfig()
+
+
+def prepare_for_qat(model: Any) -> Any:
+    """``model`` with BatchNormalization folded into its convolutions and ReLUs fused into
+    them (harness/convert/folding.py): the graph post-training quantization converts to."""
+    from harness.convert.folding import fold_batchnorm, fuse_relus
+
+    folded, _ = fold_batchnorm(model)
+    fused, _ = fuse_relus(folded)
+    return fused
+
+
+def build_qat_model(model: Any) -> Any:
+    """The quantization-aware model of ``model`` (not fine-tuned, ranges at tfmot's start).
+
+    BN is folded and ReLUs fused first (:func:`prepare_for_qat`); layers the default 8-bit
+    registry supports are annotated, the others stay float (the int8 conversion quantizes
+    them from the representative set). Same-scale layers and the producers of concatenated
+    tensors get configs that place the fake-quant ops where TFLite's int8 kernels put their
+    scales, so the converted QAT graph has exactly the ops of the PTQ graph.
+    """
+    keras = tfcompat.keras()
+    qk = tfcompat.tfmot().quantization.keras
+    try:
+        from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+            default_8bit_quantize_registry as reg,
+        )
+
+        registry = reg.Default8BitQuantizeRegistry()
+        base = prepare_for_qat(model)
+        feeders = _concat_feeders(base)
+
+        def annotate(layer: Any) -> Any:
+            config = layer.get_config()
+            if isinstance(layer, keras.layers.BatchNormalization):
+                config["trainable"] = False  # a BN left unfolded runs on its moving stats
+            fresh = layer.__class__.from_config(config)
+            if isinstance(layer, keras.layers.InputLayer) or not _quantizable(layer, registry):
+                return fresh
+            qconfig = _quantize_config(layer, registry, layer.name in feeders)
+            return qk.quantize_annotate_layer(fresh, quantize_config=qconfig)
+
+        clone = keras.models.clone_model(base, clone_function=annotate)
+        clone.set_weights(base.get_weights())
+        with qk.quantize_scope():
+            return qk.quantize_apply(clone)
+    except ConversionFailed:
+        raise
+    except Exception as exc:
+        raise ConversionFailed(
+            f"quantization-aware model could not be built: {type(exc).__name__}: {_one_line(exc)}"
+        ) from exc
+
+
 def make_qat_model(
     model: Any,
     x_train: np.ndarray,
@@ -176,39 +286,10 @@ def make_qat_model(
     """
     tf = tfcompat.tf()
     keras = tfcompat.keras()
-    tfmot = tfcompat.tfmot()
-    qk = tfmot.quantization.keras
-    try:
-        from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-            default_8bit_quantize_registry as reg,
-        )
-
-        registry = reg.Default8BitQuantizeRegistry()
-
-        def annotate(layer: Any) -> Any:
-            config = layer.get_config()
-            if isinstance(layer, keras.layers.BatchNormalization):
-                config["trainable"] = False  # frozen BN runs in inference mode (moving stats)
-            fresh = layer.__class__.from_config(config)
-            if isinstance(layer, keras.layers.InputLayer) or not _quantizable(layer, registry):
-                return fresh
-            return qk.quantize_annotate_layer(fresh)
-
-        # Not quantize_model(): per-layer annotation tolerates unsupported layers (left
-        # float), and the frozen BN keeps the fine-tuning close to the float model. The cost:
-        # BN is not folded into the convolutions (extra MUL/ADD ops in the QAT graph).
-        clone = keras.models.clone_model(model, clone_function=annotate)
-        clone.set_weights(model.get_weights())
-        with qk.quantize_scope():
-            qat = qk.quantize_apply(clone)
-    except Exception as exc:
-        raise ConversionFailed(
-            f"quantization-aware model could not be built: {type(exc).__name__}: {_one_line(exc)}"
-        ) from exc
-
+    qat = build_qat_model(model)
     keras.utils.set_random_seed(seed)
     x_train = np.asarray(x_train, np.float32)
-    _calibrate_ranges(qat, x_train[:calibration_samples], batch_size=16)
+    _calibrate_ranges(qat, x_train[:calibration_samples], batch_size=CAL_BATCH)
     logits = model.predict(x_train, batch_size=batch_size, verbose=0).astype(np.float64)
     teacher = np.exp(logits - logits.max(axis=-1, keepdims=True))
     teacher = (teacher / teacher.sum(axis=-1, keepdims=True)).astype(np.float32)

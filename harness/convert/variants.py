@@ -56,14 +56,18 @@ class Precision(StrEnum):
     INT8_DYNAMIC = "int8-dynamic"  # int8 weights, dynamic-range activations, float I/O
     INT8 = "int8"  # full integer PTQ, int8 input and output
     QAT = "qat"  # quantization-aware fine-tuning, then full integer like INT8
+    # like INT8 with some layers kept float (--float-layers); built only on request
+    INT8_SELECTIVE = "int8-selective"
 
     @property
     def integer_io(self) -> bool:
-        return self in (Precision.INT8, Precision.QAT)
+        return self in (Precision.INT8, Precision.QAT, Precision.INT8_SELECTIVE)
 
 
 DEFAULT_HEADS: tuple[Head, ...] = tuple(Head)
-DEFAULT_PRECISIONS: tuple[Precision, ...] = tuple(Precision)
+DEFAULT_PRECISIONS: tuple[Precision, ...] = tuple(
+    p for p in Precision if p is not Precision.INT8_SELECTIVE
+)
 
 
 def _parse_list(text: str, enum: type[StrEnum], what: str) -> tuple[Any, ...]:
@@ -71,7 +75,7 @@ def _parse_list(text: str, enum: type[StrEnum], what: str) -> tuple[Any, ...]:
     if not items:
         raise UsageError(f"no {what} given")
     if items == ["all"]:
-        return tuple(enum)
+        return DEFAULT_PRECISIONS if enum is Precision else tuple(enum)
     out: list[Any] = []
     for item in items:
         try:
@@ -132,12 +136,15 @@ class VariantRecord:
     gpu: GpuVerdict
     accuracy: dict[str, Any] | None = None
     converter: dict[str, Any] = field(default_factory=dict)
+    # per-layer quantization error (convert --explain-quantization), int8 variants only
+    quantization: dict[str, Any] | None = None
 
     @property
     def id(self) -> str:
         return self.variant.id
 
     def to_dict(self) -> dict[str, Any]:
+        extra = {} if self.quantization is None else {"quantization": self.quantization}
         return {
             "id": self.id,
             "head": str(self.variant.head),
@@ -151,6 +158,7 @@ class VariantRecord:
             "gpu": self.gpu.to_dict(),
             "accuracy": self.accuracy,
             "converter": self.converter,
+            **extra,
         }
 
     @classmethod
@@ -166,6 +174,7 @@ class VariantRecord:
             gpu=GpuVerdict.from_dict(data["gpu"]),
             accuracy=data.get("accuracy"),
             converter=dict(data.get("converter", {})),
+            quantization=data.get("quantization"),
         )
 
 
