@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
-from harness.train import augment, nets
+from harness.train import augment, distribute, layouts, nets
 
 LOSSES = ("ce", "focal")
 
@@ -30,10 +30,15 @@ DEFAULTS: dict[str, Any] = {
     "matting_weight": None,  # None: 1.0 for a folder with mattes/, else 0 (off)
     "out": None,  # None: models/<arch>-<input size>
     "weights": None,
+    "layout": None,  # None: detected from the folder (harness.train.layouts)
+    "strategy": "auto",
+    "mixed_precision": False,
 }
 
 # What a resumed run may change; everything else must match the stored run.
-RESUMABLE = frozenset({"epochs", "checkpoint_every", "out"})
+# The strategy may change (checkpoints do not depend on it); the precision may not (a mixed
+# precision run checkpoints a loss-scale optimizer).
+RESUMABLE = frozenset({"epochs", "checkpoint_every", "out", "strategy"})
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,9 @@ class TrainConfig:
     matting_weight: float | None = DEFAULTS["matting_weight"]
     out: str | None = DEFAULTS["out"]
     weights: str | None = DEFAULTS["weights"]
+    layout: str | None = DEFAULTS["layout"]
+    strategy: str = DEFAULTS["strategy"]
+    mixed_precision: bool = DEFAULTS["mixed_precision"]
 
     @property
     def synthetic(self) -> bool:
@@ -94,6 +102,9 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise UsageError(message)
+        distribute.Strategy.parse(self.strategy)
+        if self.layout is not None:
+            layouts.get_layout(self.layout)
         unknown = [a for a in self.augment if a not in augment.AUGMENTATIONS]
         if unknown:
             raise UsageError(f"unknown augmentation(s): {', '.join(unknown)}")

@@ -1,4 +1,4 @@
-"""Datasets: a folder of images/ + masks/ paired by file stem, or synthetic portraits.
+"""Datasets: a folder in one of the layouts of :mod:`harness.train.layouts`, or synthetic.
 
 Everything here is numpy/OpenCV; nothing imports TensorFlow. A dataset is held in memory as
 uint8 arrays at the training size (images [n, s, s, C], masks [n, s, s] in {0, 1}, optional
@@ -8,7 +8,9 @@ alpha mattes [n, s, s] 0..255), with a fingerprint that identifies the data it c
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -16,9 +18,8 @@ import cv2
 import numpy as np
 
 from harness.errors import UsageError
-from harness.train import synthetic
+from harness.train import layouts, synthetic
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 DEFAULT_NORMALIZATION: dict[str, list[float]] = {"mean": [127.5] * 3, "std": [127.5] * 3}
 SYNTHETIC = "synthetic"
 
@@ -33,6 +34,9 @@ class Dataset:
     names: tuple[str, ...]  # one per sample: file stem, or "synthetic-000042"
     source: str  # "synthetic" or the folder path
     fingerprint: str  # "sha256:..."
+    layout: str = SYNTHETIC  # "synthetic" or the folder's layout (harness.train.layouts)
+    val_names: frozenset[str] | None = None  # a validation split the dataset defines
+    split_from: str | None = None  # where that split comes from (e.g. "eg1800_test.txt")
 
     def __len__(self) -> int:
         return len(self.names)
@@ -113,25 +117,6 @@ def synthetic_portraits(
     return ds.images, ds.masks
 
 
-def _listing(folder: Path) -> dict[str, Path]:
-    """Image files of a folder by stem; two files with one stem are an error."""
-    files: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        if path.stem in files:
-            raise UsageError(
-                f"{folder} has two files for one sample: {files[path.stem].name} and {path.name}"
-            )
-        files[path.stem] = path
-    return files
-
-
-def _few(names: Sequence[str]) -> str:
-    shown = ", ".join(names[:5])
-    return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-
-
 def _decode(data: bytes, path: Path, flags: int) -> np.ndarray:
     array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if array is None or array.size == 0:
@@ -167,88 +152,92 @@ def _stem_key(stem: str) -> tuple[int, int]:
     return int.from_bytes(digest[:4], "little"), int.from_bytes(digest[4:8], "little")
 
 
-def folder_dataset(path: str | Path, size: int, channels: int = 3) -> Dataset:
-    """Read ``path/images`` + ``path/masks`` (+ optional ``path/mattes``) paired by file stem.
+def _read_sample(sample: layouts.Sample, size: int) -> tuple[list[tuple[str, str, bytes]], tuple]:
+    """Decode one sample: ([(kind, file name, bytes)] for the fingerprint, (image, mask, alpha))."""
+    files = [("image", sample.image), ("mask", sample.mask), ("matte", sample.matte)]
+    raw: list[tuple[str, str, bytes]] = []
+    planes: dict[str, np.ndarray] = {}
+    for kind, file in files:
+        if file is None:
+            continue
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read {file}: {exc.strerror or exc}") from exc
+        raw.append((kind, file.name, data))
+        flags = cv2.IMREAD_COLOR if kind == "image" else cv2.IMREAD_UNCHANGED
+        planes[kind] = _decode(data, file, flags)
+    h, w = planes["image"].shape[:2]
+    for kind in ("mask", "matte"):
+        if kind in planes and planes[kind].shape[:2] != (h, w):
+            mh, mw = planes[kind].shape[:2]
+            raise UsageError(
+                f"size mismatch: {sample.image.name} is {w}x{h} but its {kind} is {mw}x{mh}"
+            )
+    image = _resize(cv2.cvtColor(planes["image"], cv2.COLOR_BGR2RGB), size)
+    alpha = None if "matte" not in planes else _resize(_matte_plane(planes["matte"]), size)
+    labels = _mask_plane(planes["mask"]) if "mask" in planes else None
+    mask = alpha >= 128 if labels is None else _resize(labels, size) >= 128
+    return raw, (image, mask, alpha)
+
+
+def _matte_plane(matte: np.ndarray) -> np.ndarray:
+    """An alpha matte's pixels 0..255: the alpha channel of an RGBA file, else its grey."""
+    if matte.ndim == 3 and matte.shape[2] == 4:
+        matte = matte[..., 3]
+    return _mask_plane(matte)
+
+
+def folder_dataset(
+    path: str | Path, size: int, channels: int = 3, layout: str | None = None
+) -> Dataset:
+    """Read a dataset folder in ``layout`` (None: detected; see :mod:`harness.train.layouts`).
 
     Masks may be 0/255 or 0/1, grey or colour (any non-black is foreground), any size; each
-    image and its mask must have the same size. Both are resized to ``size`` x ``size``.
-    Mattes (alpha 0..255, same stems) enable the matting loss. With ``channels=4`` the 4th
-    channel is a prior mask derived from the mask, seeded by the file stem.
+    image and its mask or matte must have the same size. All are resized to ``size`` x
+    ``size``. Alpha mattes (0..255) enable the matting loss; a sample with a matte and no
+    mask takes ``alpha >= 128`` as its mask. With ``channels=4`` the 4th channel is a prior
+    mask derived from the mask, seeded by the sample name. Files are decoded on a thread pool.
     """
     _check_channels(channels)
     _check_size(size)
     root = Path(path)
-    if not root.is_dir():
-        raise UsageError(f"data folder not found: {root}")
-    folders = {name: root / name for name in ("images", "masks")}
-    for name, folder in folders.items():
-        if not folder.is_dir():
-            raise UsageError(
-                f"{root} has no {name}/ folder (expected images/ and masks/ paired by file stem)"
-            )
-    images = _listing(folders["images"])
-    masks = _listing(folders["masks"])
-    if not images:
-        raise UsageError(
-            f"{folders['images']} has no image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
-        )
-    missing = sorted(set(images) - set(masks))
-    if missing:
-        raise UsageError(
-            f"missing mask in {folders['masks']} for {len(missing)} image(s): {_few(missing)}"
-        )
-    orphans = sorted(set(masks) - set(images))
-    if orphans:
-        raise UsageError(
-            f"{len(orphans)} mask(s) without an image in {folders['images']}: {_few(orphans)}"
-        )
-    mattes: dict[str, Path] | None = None
-    if (root / "mattes").is_dir():
-        mattes = _listing(root / "mattes")
-        lacking = sorted(set(images) - set(mattes))
-        if lacking:
-            raise UsageError(
-                f"missing matte in {root / 'mattes'} for {len(lacking)} image(s): {_few(lacking)}"
-            )
-
-    stems = sorted(images)
+    found = layouts.list_samples(root, layout)
+    samples = found.samples
+    with_matte = [s.matte is not None for s in samples]
+    if any(with_matte) and not all(with_matte):
+        raise UsageError(f"{root}: some samples have an alpha matte and some do not")
     digest = hashlib.sha256()
-    out_images = np.empty((len(stems), size, size, 3), np.uint8)
-    out_masks = np.empty((len(stems), size, size), np.uint8)
-    out_alphas = None if mattes is None else np.empty((len(stems), size, size), np.uint8)
-    for i, stem in enumerate(stems):
-        pairs = [("image", images[stem]), ("mask", masks[stem])]
-        if mattes is not None:
-            pairs.append(("matte", mattes[stem]))
-        planes: dict[str, np.ndarray] = {}
-        for kind, file in pairs:
-            data = file.read_bytes()
-            digest.update(f"{kind}/{file.name}:{len(data)}:".encode())
-            digest.update(data)
-            flags = cv2.IMREAD_COLOR if kind == "image" else cv2.IMREAD_UNCHANGED
-            planes[kind] = _decode(data, file, flags)
-        h, w = planes["image"].shape[:2]
-        for kind in ("mask", "matte"):
-            if kind in planes and planes[kind].shape[:2] != (h, w):
-                mh, mw = planes[kind].shape[:2]
-                raise UsageError(
-                    f"size mismatch: {images[stem].name} is {w}x{h} but its {kind} is {mw}x{mh}"
-                )
-        out_images[i] = _resize(cv2.cvtColor(planes["image"], cv2.COLOR_BGR2RGB), size)
-        out_masks[i] = _resize(_mask_plane(planes["mask"]), size) >= 128
-        if out_alphas is not None:
-            out_alphas[i] = _resize(_mask_plane(planes["matte"]), size)
+    n = len(samples)
+    out_images = np.empty((n, size, size, 3), np.uint8)
+    out_masks = np.empty((n, size, size), np.uint8)
+    out_alphas = np.empty((n, size, size), np.uint8) if all(with_matte) else None
+    workers = min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(workers) as pool:  # OpenCV decodes without holding the GIL
+        for i, (raw, (image, mask, alpha)) in enumerate(
+            pool.map(lambda s: _read_sample(s, size), samples)
+        ):
+            for kind, name, data in raw:
+                digest.update(f"{kind}/{name}:{len(data)}:".encode())
+                digest.update(data)
+            out_images[i], out_masks[i] = image, mask
+            if out_alphas is not None:
+                out_alphas[i] = alpha
+    names = tuple(s.name for s in samples)
     images_out = out_images
     if channels == 4:
-        prior = synthetic.prior_masks(out_masks, [_stem_key(s) for s in stems])
+        prior = synthetic.prior_masks(out_masks, [_stem_key(s) for s in names])
         images_out = np.concatenate([out_images, prior[..., None]], axis=-1)
     return Dataset(
         images=images_out,
         masks=out_masks,
         alphas=out_alphas,
-        names=tuple(stems),
+        names=names,
         source=str(root),
         fingerprint="sha256:" + digest.hexdigest(),
+        layout=found.layout,
+        val_names=found.val_names,
+        split_from=found.split_from,
     )
 
 
@@ -262,8 +251,17 @@ def split(dataset: Dataset, val_ratio: float, seed: int) -> tuple[Dataset, Datas
     """A deterministic (train, val) split: samples are ranked by sha256(seed, name).
 
     A sample's side depends only on the seed, its name and the dataset size, never on file
-    order. ``val_ratio`` must leave at least one sample on each side.
+    order. ``val_ratio`` must leave at least one sample on each side. A dataset that defines
+    its own validation split (``val_names``: EG1800's test list, PFCN+'s testing/) keeps it,
+    and ``val_ratio`` is not used.
     """
+    if dataset.val_names is not None:
+        val_idx = [i for i, name in enumerate(dataset.names) if name in dataset.val_names]
+        train_idx = [i for i, name in enumerate(dataset.names) if name not in dataset.val_names]
+        if not val_idx or not train_idx:
+            side = "validation" if not val_idx else "training"
+            raise UsageError(f"{dataset.source}: {dataset.split_from} leaves no {side} sample")
+        return dataset.subset(train_idx), dataset.subset(val_idx)
     if not 0 < val_ratio < 1:
         raise UsageError(f"--val-ratio must be between 0 and 1 (exclusive), not {val_ratio}")
     n = len(dataset)
