@@ -62,6 +62,13 @@ def train(
         "--layout",
         help="Dataset layout of --data: folders, eg1800, alpha or pfcn. (default: detected)",
     ),
+    cache: Path | None = typer.Option(
+        None,
+        "--cache",
+        help="Keep the decoded dataset (at --input-size) in DIR as .npz and reuse it while "
+        "the files are unchanged: later runs and resumes read and hash the files but skip "
+        "decoding.",
+    ),
     arch: str | None = typer.Option(
         None, "--arch", help=f"Architecture (see --list-archs). (default: {DEFAULTS['arch']})"
     ),
@@ -169,6 +176,7 @@ def train(
         "matting_weight": matting_weight,
         "weights": weights,
         "layout": layout,
+        "cache": None if cache is None else str(cache),
         "strategy": strategy,
         "mixed_precision": True if mixed_precision else None,
     }

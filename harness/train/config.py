@@ -33,12 +33,13 @@ DEFAULTS: dict[str, Any] = {
     "layout": None,  # None: detected from the folder (harness.train.layouts)
     "strategy": "auto",
     "mixed_precision": False,
+    "cache": None,  # a folder for the decoded dataset (.npz), or None
 }
 
 # What a resumed run may change; everything else must match the stored run.
 # The strategy may change (checkpoints do not depend on it); the precision may not (a mixed
 # precision run checkpoints a loss-scale optimizer).
-RESUMABLE = frozenset({"epochs", "checkpoint_every", "out", "strategy"})
+RESUMABLE = frozenset({"epochs", "checkpoint_every", "out", "strategy", "cache"})
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class TrainConfig:
     layout: str | None = DEFAULTS["layout"]
     strategy: str = DEFAULTS["strategy"]
     mixed_precision: bool = DEFAULTS["mixed_precision"]
+    cache: str | None = DEFAULTS["cache"]
 
     @property
     def synthetic(self) -> bool:

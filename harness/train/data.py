@@ -152,19 +152,40 @@ def _stem_key(stem: str) -> tuple[int, int]:
     return int.from_bytes(digest[:4], "little"), int.from_bytes(digest[4:8], "little")
 
 
-def _read_sample(sample: layouts.Sample, size: int) -> tuple[list[tuple[str, str, bytes]], tuple]:
-    """Decode one sample: ([(kind, file name, bytes)] for the fingerprint, (image, mask, alpha))."""
-    files = [("image", sample.image), ("mask", sample.mask), ("matte", sample.matte)]
-    raw: list[tuple[str, str, bytes]] = []
+def _files(sample: layouts.Sample) -> list[tuple[str, Path]]:
+    kinds = (("image", sample.image), ("mask", sample.mask), ("matte", sample.matte))
+    return [(kind, file) for kind, file in kinds if file is not None]
+
+
+def _read(file: Path) -> bytes:
+    try:
+        return file.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {file}: {exc.strerror or exc}") from exc
+
+
+def _digest(digest, kind: str, file: Path, data: bytes) -> None:
+    """The fingerprint's record of one file: ``kind/name:size:`` then its bytes."""
+    digest.update(f"{kind}/{file.name}:{len(data)}:".encode())
+    digest.update(data)
+
+
+def fingerprint_files(samples: Sequence[layouts.Sample]) -> str:
+    """The fingerprint :func:`folder_dataset` computes, from the files' bytes alone."""
+    digest = hashlib.sha256()
+    for sample in samples:
+        for kind, file in _files(sample):
+            _digest(digest, kind, file, _read(file))
+    return "sha256:" + digest.hexdigest()
+
+
+def _read_sample(sample: layouts.Sample, size: int) -> tuple[list[tuple[str, Path, bytes]], tuple]:
+    """Decode one sample: ([(kind, file, bytes)] for the fingerprint, (image, mask, alpha))."""
+    raw: list[tuple[str, Path, bytes]] = []
     planes: dict[str, np.ndarray] = {}
-    for kind, file in files:
-        if file is None:
-            continue
-        try:
-            data = file.read_bytes()
-        except OSError as exc:
-            raise UsageError(f"cannot read {file}: {exc.strerror or exc}") from exc
-        raw.append((kind, file.name, data))
+    for kind, file in _files(sample):
+        data = _read(file)
+        raw.append((kind, file, data))
         flags = cv2.IMREAD_COLOR if kind == "image" else cv2.IMREAD_UNCHANGED
         planes[kind] = _decode(data, file, flags)
     h, w = planes["image"].shape[:2]
@@ -188,8 +209,63 @@ def _matte_plane(matte: np.ndarray) -> np.ndarray:
     return _mask_plane(matte)
 
 
+def _decode_all(samples: Sequence[layouts.Sample], size: int):
+    """(images [n, s, s, 3], masks, alphas or None, fingerprint), decoded on a thread pool."""
+    with_matte = all(s.matte is not None for s in samples)
+    digest = hashlib.sha256()
+    n = len(samples)
+    images = np.empty((n, size, size, 3), np.uint8)
+    masks = np.empty((n, size, size), np.uint8)
+    alphas = np.empty((n, size, size), np.uint8) if with_matte else None
+    workers = min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(workers) as pool:  # OpenCV decodes without holding the GIL
+        for i, (raw, (image, mask, alpha)) in enumerate(
+            pool.map(lambda s: _read_sample(s, size), samples)
+        ):
+            for kind, file, data in raw:
+                _digest(digest, kind, file, data)
+            images[i], masks[i] = image, mask
+            if alphas is not None:
+                alphas[i] = alpha
+    return images, masks, alphas, "sha256:" + digest.hexdigest()
+
+
+def _cache_file(cache: str | Path, layout: str, fingerprint: str, size: int, channels: int):
+    return (
+        Path(cache)
+        / f"{layout}-{fingerprint.removeprefix('sha256:')[:16]}-{size}px-{channels}ch.npz"
+    )
+
+
+def _load_cached(file: Path, names: tuple[str, ...]) -> dict[str, np.ndarray] | None:
+    """The arrays of a cache file written for these sample names, or None (absent, stale or
+    unreadable: the caller decodes again and rewrites it)."""
+    try:
+        with np.load(file, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError):
+        return None
+    if tuple(arrays.get("names", np.array([])).tolist()) != names:
+        return None
+    return arrays
+
+
+def _save_cached(file: Path, dataset: Dataset) -> None:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {"images": dataset.images, "masks": dataset.masks, "names": np.array(dataset.names)}
+    if dataset.alphas is not None:
+        arrays["alphas"] = dataset.alphas
+    tmp = file.with_name(f".{file.stem}.tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(file)
+
+
 def folder_dataset(
-    path: str | Path, size: int, channels: int = 3, layout: str | None = None
+    path: str | Path,
+    size: int,
+    channels: int = 3,
+    layout: str | None = None,
+    cache: str | Path | None = None,
 ) -> Dataset:
     """Read a dataset folder in ``layout`` (None: detected; see :mod:`harness.train.layouts`).
 
@@ -198,47 +274,43 @@ def folder_dataset(
     ``size``. Alpha mattes (0..255) enable the matting loss; a sample with a matte and no
     mask takes ``alpha >= 128`` as its mask. With ``channels=4`` the 4th channel is a prior
     mask derived from the mask, seeded by the sample name. Files are decoded on a thread pool.
+    With ``cache`` (a folder), the decoded arrays are kept there as ``.npz`` and reused while
+    the files' fingerprint, the size and the channels match (the files are still read and
+    hashed, not decoded).
     """
     _check_channels(channels)
     _check_size(size)
     root = Path(path)
     found = layouts.list_samples(root, layout)
-    samples = found.samples
-    with_matte = [s.matte is not None for s in samples]
-    if any(with_matte) and not all(with_matte):
+    names = tuple(s.name for s in found.samples)
+    if len({s.matte is None for s in found.samples}) > 1:
         raise UsageError(f"{root}: some samples have an alpha matte and some do not")
-    digest = hashlib.sha256()
-    n = len(samples)
-    out_images = np.empty((n, size, size, 3), np.uint8)
-    out_masks = np.empty((n, size, size), np.uint8)
-    out_alphas = np.empty((n, size, size), np.uint8) if all(with_matte) else None
-    workers = min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(workers) as pool:  # OpenCV decodes without holding the GIL
-        for i, (raw, (image, mask, alpha)) in enumerate(
-            pool.map(lambda s: _read_sample(s, size), samples)
-        ):
-            for kind, name, data in raw:
-                digest.update(f"{kind}/{name}:{len(data)}:".encode())
-                digest.update(data)
-            out_images[i], out_masks[i] = image, mask
-            if out_alphas is not None:
-                out_alphas[i] = alpha
-    names = tuple(s.name for s in samples)
-    images_out = out_images
+    meta = {"layout": found.layout, "val_names": found.val_names, "split_from": found.split_from}
+    cached, file = None, None
+    if cache is not None:
+        fingerprint = fingerprint_files(found.samples)
+        file = _cache_file(cache, found.layout, fingerprint, size, channels)
+        cached = _load_cached(file, names)
+    if cached is not None:
+        return Dataset(
+            images=cached["images"],
+            masks=cached["masks"],
+            alphas=cached.get("alphas"),
+            names=names,
+            source=str(root),
+            fingerprint=fingerprint,
+            **meta,
+        )
+    images, masks, alphas, digest = _decode_all(found.samples, size)
     if channels == 4:
-        prior = synthetic.prior_masks(out_masks, [_stem_key(s) for s in names])
-        images_out = np.concatenate([out_images, prior[..., None]], axis=-1)
-    return Dataset(
-        images=images_out,
-        masks=out_masks,
-        alphas=out_alphas,
-        names=names,
-        source=str(root),
-        fingerprint="sha256:" + digest.hexdigest(),
-        layout=found.layout,
-        val_names=found.val_names,
-        split_from=found.split_from,
-    )
+        prior = synthetic.prior_masks(masks, [_stem_key(s) for s in names])
+        images = np.concatenate([images, prior[..., None]], axis=-1)
+    dataset = Dataset(images, masks, alphas, names, str(root), digest, **meta)
+    if file is not None:
+        if digest != fingerprint:
+            raise UsageError(f"{root} changed while it was being read; run again")
+        _save_cached(file, dataset)
+    return dataset
 
 
 def load_folder(path: str | Path, size: int, channels: int = 3) -> tuple[np.ndarray, np.ndarray]:

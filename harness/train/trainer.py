@@ -44,7 +44,9 @@ def load_dataset(config: TrainConfig) -> data_mod.Dataset:
         return data_mod.synthetic_dataset(
             config.samples, config.input_size, config.seed, config.channels
         )
-    return data_mod.folder_dataset(config.data, config.input_size, config.channels, config.layout)
+    return data_mod.folder_dataset(
+        config.data, config.input_size, config.channels, config.layout, config.cache
+    )
 
 
 def _weights_file(path: Path) -> Path:

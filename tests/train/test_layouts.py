@@ -185,3 +185,29 @@ def test_folders_fingerprint_is_unchanged_by_the_layout_registry(tmp_path: Path)
             digest.update(f"{kind}/{stem}.png:{len(raw)}:".encode())
             digest.update(raw)
     assert data.folder_dataset(root, 32).fingerprint == "sha256:" + digest.hexdigest()
+
+
+def test_cache_skips_decoding_while_the_files_are_unchanged(tmp_path: Path, monkeypatch) -> None:
+    root = make_pfcn(tmp_path / "pfcn")
+    cache = tmp_path / "cache"
+    first = data.folder_dataset(root, 32, cache=cache)
+    assert [p.name for p in cache.iterdir()] == [
+        f"pfcn-{first.fingerprint.removeprefix('sha256:')[:16]}-32px-3ch.npz"
+    ]
+
+    def no_decoding(*_args):
+        raise AssertionError("decoded although the cache holds this dataset")
+
+    with monkeypatch.context() as m:
+        m.setattr(data, "_read_sample", no_decoding)
+        again = data.folder_dataset(root, 32, cache=cache)
+    assert again.fingerprint == first.fingerprint and again.names == first.names
+    assert again.val_names == first.val_names and again.layout == "pfcn"
+    for a, b in ((again.images, first.images), (again.masks, first.masks)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(again.alphas, first.alphas)
+    # A changed file changes the fingerprint: decoded again, into a second cache file.
+    _write(root / "training" / "00001_matte.png", np.zeros((SIZE[1], SIZE[0]), np.uint8))
+    changed = data.folder_dataset(root, 32, cache=cache)
+    assert changed.fingerprint != first.fingerprint and changed.alphas[0].max() == 0
+    assert len(list(cache.iterdir())) == 2
