@@ -367,6 +367,11 @@ def run(
     writer = tf.summary.create_file_writer(str(folder.logs))
     store = _Store(folder, config, parts, dataset.fingerprint)
     progress = EpochProgress(console, config.epochs, parts.train_pipe.steps)
+    progress.console.print(
+        f"training on {devices.replicas} replica(s) ({devices.strategy.value}: "
+        f"{', '.join(devices.devices)}), {devices.describe()['precision']}",
+        highlight=False,
+    )
     last = config.epochs if stop_after is None else min(config.epochs, start + stop_after - 1)
     with progress:
         for epoch in range(start, last + 1):

@@ -79,6 +79,7 @@ def runs(tmp_path_factory) -> tuple[Path, Path, list[str]]:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     cpus = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert proc.stdout.count("training on 2 replica(s) (mirrored: ") == 2  # run and resume
     one = base / "one-device"  # the reference folder: the same run, not interrupted
     trainer.run(TrainConfig(**TINY, epochs=2, strategy="one-device", out=str(one)))
     return mirrored, one, cpus
