@@ -38,10 +38,10 @@ def drift(session: nox.Session) -> None:
 
 @nox.session
 def lock(session: nox.Session) -> None:
-    """Regenerate constraints.txt from pyproject.toml (uv, universal for Python >= 3.11)."""
+    """Regenerate constraints.txt from pyproject.toml (uv, universal for Python >= 3.11; the test and gpu extras)."""
     session.install("uv>=0.5")
     session.run(
-        "uv", "pip", "compile", "pyproject.toml", "--extra", "test", "--universal",
+        "uv", "pip", "compile", "pyproject.toml", "--extra", "test", "--extra", "gpu", "--universal",
         "--python-version", LOCK_PYTHON, "--upgrade", "--custom-compile-command", "nox -s lock", "-o", LOCK,
     )  # fmt: skip
 

@@ -174,7 +174,7 @@ def default_data_provider(mf: ModelFolder) -> DataProvider:
     """The model's own train/val split, rebuilt from train.json via ``harness.train.data``.
 
     ``data.source`` is ``"synthetic"`` (``synthetic_dataset(n_train + n_val, size, seed)``) or
-    a folder path (``folder_dataset``); the split is the trainer's ``split(dataset,
+    a folder path (``folder_dataset``, in ``data.layout``); the split is the trainer's ``split(dataset,
     val_ratio, seed)``, so the eval set is exactly the validation set the model never saw.
     """
     data = mf.train_json.get("data", {})
@@ -193,7 +193,8 @@ def default_data_provider(mf: ModelFolder) -> DataProvider:
                 n = int(data.get("n_train", 0)) + int(data.get("n_val", 0))
                 dataset = train_data.synthetic_dataset(n, size, seed, channels)
             elif isinstance(source, str) and Path(source).is_dir():
-                dataset = train_data.folder_dataset(source, size, channels)
+                layout = data.get("layout")  # absent in older train.json: detected
+                dataset = train_data.folder_dataset(source, size, channels, layout)
             else:
                 raise ModelError(
                     f"train.json data.source {source!r}: not 'synthetic' nor an existing folder"

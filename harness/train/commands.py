@@ -54,8 +54,20 @@ def train(
     data: str | None = typer.Option(
         None,
         "--data",
-        help="DIR with images/ + masks/ (paired by file stem; optional mattes/), "
-        "or 'synthetic'. (default: synthetic)",
+        help="A dataset folder (images/ + masks/, EG1800, PFCN+ or alpha-matte layout; "
+        "see --layout) or 'synthetic'. (default: synthetic)",
+    ),
+    layout: str | None = typer.Option(
+        None,
+        "--layout",
+        help="Dataset layout of --data: folders, eg1800, alpha or pfcn. (default: detected)",
+    ),
+    cache: Path | None = typer.Option(
+        None,
+        "--cache",
+        help="Keep the decoded dataset (at --input-size) in DIR as .npz and reuse it while "
+        "the files are unchanged: later runs and resumes read and hash the files but skip "
+        "decoding.",
     ),
     arch: str | None = typer.Option(
         None, "--arch", help=f"Architecture (see --list-archs). (default: {DEFAULTS['arch']})"
@@ -132,7 +144,20 @@ def train(
         None,
         "--matting-weight",
         help="Weight of the matting loss (alpha L1 + composition), used when the data has "
-        "alpha mattes (0 = off). (default: 1.0 for a folder with mattes/, else 0)",
+        "alpha mattes (0 = off). (default: 1.0 for a folder with mattes, else 0)",
+    ),
+    strategy: str | None = typer.Option(
+        None,
+        "--strategy",
+        help="Devices: auto (mirrored over several GPUs, else one device), mirrored, "
+        "one-device or cpu. --batch-size is the global batch, split across replicas. "
+        "(default: auto)",
+    ),
+    mixed_precision: bool = typer.Option(
+        False,
+        "--mixed-precision",
+        help="Compute in float16 on GPUs (mixed_float16; losses and the saved model stay "
+        "float32). Refused on a CPU.",
     ),
 ) -> None:
     """Train a portrait-segmentation net (2-channel logits) into a model folder."""
@@ -159,6 +184,10 @@ def train(
         "matting_weight": matting_weight,
         "weights": weights,
         "logit_scale": logit_scale,
+        "layout": layout,
+        "cache": None if cache is None else str(cache),
+        "strategy": strategy,
+        "mixed_precision": True if mixed_precision else None,
     }
     if resume:
         if overwrite:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
-from harness.train import augment, nets
+from harness.train import augment, distribute, layouts, nets
 
 LOSSES = ("ce", "focal")
 
@@ -31,10 +31,16 @@ DEFAULTS: dict[str, Any] = {
     "out": None,  # None: models/<arch>-<input size>
     "weights": None,
     "logit_scale": 1.0,  # exported logits x this (temperature 1/K): masks unchanged
+    "layout": None,  # None: detected from the folder (harness.train.layouts)
+    "strategy": "auto",
+    "mixed_precision": False,
+    "cache": None,  # a folder for the decoded dataset (.npz), or None
 }
 
 # What a resumed run may change; everything else must match the stored run.
-RESUMABLE = frozenset({"epochs", "checkpoint_every", "out"})
+# The strategy may change (checkpoints do not depend on it); the precision may not (a mixed
+# precision run checkpoints a loss-scale optimizer).
+RESUMABLE = frozenset({"epochs", "checkpoint_every", "out", "strategy", "cache"})
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,10 @@ class TrainConfig:
     out: str | None = DEFAULTS["out"]
     weights: str | None = DEFAULTS["weights"]
     logit_scale: float = DEFAULTS["logit_scale"]
+    layout: str | None = DEFAULTS["layout"]
+    strategy: str = DEFAULTS["strategy"]
+    mixed_precision: bool = DEFAULTS["mixed_precision"]
+    cache: str | None = DEFAULTS["cache"]
 
     @property
     def synthetic(self) -> bool:
@@ -100,6 +110,9 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise UsageError(message)
+        distribute.Strategy.parse(self.strategy)
+        if self.layout is not None:
+            layouts.get_layout(self.layout)
         unknown = [a for a in self.augment if a not in augment.AUGMENTATIONS]
         if unknown:
             raise UsageError(f"unknown augmentation(s): {', '.join(unknown)}")

@@ -1,4 +1,4 @@
-"""Datasets: a folder of images/ + masks/ paired by file stem, or synthetic portraits.
+"""Datasets: a folder in one of the layouts of :mod:`harness.train.layouts`, or synthetic.
 
 Everything here is numpy/OpenCV; nothing imports TensorFlow. A dataset is held in memory as
 uint8 arrays at the training size (images [n, s, s, C], masks [n, s, s] in {0, 1}, optional
@@ -8,8 +8,10 @@ alpha mattes [n, s, s] 0..255), with a fingerprint that identifies the data it c
 from __future__ import annotations
 
 import hashlib
+import os
 import stat
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,9 +19,8 @@ import cv2
 import numpy as np
 
 from harness.errors import UsageError
-from harness.train import synthetic
+from harness.train import layouts, synthetic
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 DEFAULT_NORMALIZATION: dict[str, list[float]] = {"mean": [127.5] * 3, "std": [127.5] * 3}
 SYNTHETIC = "synthetic"
 
@@ -34,6 +35,9 @@ class Dataset:
     names: tuple[str, ...]  # one per sample: file stem, or "synthetic-000042"
     source: str  # "synthetic" or the folder path
     fingerprint: str  # "sha256:..."
+    layout: str = SYNTHETIC  # "synthetic" or the folder's layout (harness.train.layouts)
+    val_names: frozenset[str] | None = None  # a validation split the dataset defines
+    split_from: str | None = None  # where that split comes from (e.g. "eg1800_test.txt")
 
     def __len__(self) -> int:
         return len(self.names)
@@ -114,25 +118,6 @@ def synthetic_portraits(
     return ds.images, ds.masks
 
 
-def _listing(folder: Path) -> dict[str, Path]:
-    """Image files of a folder by stem; two files with one stem are an error."""
-    files: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        if path.stem in files:
-            raise UsageError(
-                f"{folder} has two files for one sample: {files[path.stem].name} and {path.name}"
-            )
-        files[path.stem] = path
-    return files
-
-
-def _few(names: Sequence[str]) -> str:
-    shown = ", ".join(names[:5])
-    return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-
-
 MAX_IMAGE_FILE = 256 << 20  # bytes: a larger "image" file is refused, not read
 
 
@@ -193,89 +178,158 @@ def _stem_key(stem: str) -> tuple[int, int]:
     return int.from_bytes(digest[:4], "little"), int.from_bytes(digest[4:8], "little")
 
 
-def folder_dataset(path: str | Path, size: int, channels: int = 3) -> Dataset:
-    """Read ``path/images`` + ``path/masks`` (+ optional ``path/mattes``) paired by file stem.
+def _files(sample: layouts.Sample) -> list[tuple[str, Path]]:
+    kinds = (("image", sample.image), ("mask", sample.mask), ("matte", sample.matte))
+    return [(kind, file) for kind, file in kinds if file is not None]
+
+
+def _digest(digest, kind: str, file: Path, data: bytes) -> None:
+    """The fingerprint's record of one file: ``kind/name:size:`` then its bytes."""
+    digest.update(f"{kind}/{file.name}:{len(data)}:".encode())
+    digest.update(data)
+
+
+def fingerprint_files(samples: Sequence[layouts.Sample]) -> str:
+    """The fingerprint :func:`folder_dataset` computes, from the files' bytes alone."""
+    digest = hashlib.sha256()
+    for sample in samples:
+        for kind, file in _files(sample):
+            _digest(digest, kind, file, _read(file))
+    return "sha256:" + digest.hexdigest()
+
+
+def _read_sample(sample: layouts.Sample, size: int) -> tuple[list[tuple[str, Path, bytes]], tuple]:
+    """Decode one sample: ([(kind, file, bytes)] for the fingerprint, (image, mask, alpha))."""
+    raw: list[tuple[str, Path, bytes]] = []
+    planes: dict[str, np.ndarray] = {}
+    for kind, file in _files(sample):
+        data = _read(file)
+        raw.append((kind, file, data))
+        flags = cv2.IMREAD_COLOR if kind == "image" else cv2.IMREAD_UNCHANGED
+        planes[kind] = _decode(data, file, flags)
+    h, w = planes["image"].shape[:2]
+    for kind in ("mask", "matte"):
+        if kind in planes and planes[kind].shape[:2] != (h, w):
+            mh, mw = planes[kind].shape[:2]
+            raise UsageError(
+                f"size mismatch: {sample.image.name} is {w}x{h} but its {kind} is {mw}x{mh}"
+            )
+    image = _resize(cv2.cvtColor(planes["image"], cv2.COLOR_BGR2RGB), size)
+    alpha = None if "matte" not in planes else _resize(_matte_plane(planes["matte"]), size)
+    labels = _mask_plane(planes["mask"]) if "mask" in planes else None
+    mask = alpha >= 128 if labels is None else _resize(labels, size) >= 128
+    return raw, (image, mask, alpha)
+
+
+def _matte_plane(matte: np.ndarray) -> np.ndarray:
+    """An alpha matte's pixels 0..255: the alpha channel of an RGBA file, else its grey."""
+    if matte.ndim == 3 and matte.shape[2] == 4:
+        matte = matte[..., 3]
+    return _mask_plane(matte)
+
+
+def _decode_all(samples: Sequence[layouts.Sample], size: int):
+    """(images [n, s, s, 3], masks, alphas or None, fingerprint), decoded on a thread pool."""
+    with_matte = all(s.matte is not None for s in samples)
+    digest = hashlib.sha256()
+    n = len(samples)
+    images = np.empty((n, size, size, 3), np.uint8)
+    masks = np.empty((n, size, size), np.uint8)
+    alphas = np.empty((n, size, size), np.uint8) if with_matte else None
+    workers = min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(workers) as pool:  # OpenCV decodes without holding the GIL
+        for i, (raw, (image, mask, alpha)) in enumerate(
+            pool.map(lambda s: _read_sample(s, size), samples)
+        ):
+            for kind, file, data in raw:
+                _digest(digest, kind, file, data)
+            images[i], masks[i] = image, mask
+            if alphas is not None:
+                alphas[i] = alpha
+    return images, masks, alphas, "sha256:" + digest.hexdigest()
+
+
+def _cache_file(cache: str | Path, layout: str, fingerprint: str, size: int, channels: int):
+    return (
+        Path(cache)
+        / f"{layout}-{fingerprint.removeprefix('sha256:')[:16]}-{size}px-{channels}ch.npz"
+    )
+
+
+def _load_cached(file: Path, names: tuple[str, ...]) -> dict[str, np.ndarray] | None:
+    """The arrays of a cache file written for these sample names, or None (absent, stale or
+    unreadable: the caller decodes again and rewrites it)."""
+    try:
+        with np.load(file, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError):
+        return None
+    if tuple(arrays.get("names", np.array([])).tolist()) != names:
+        return None
+    return arrays
+
+
+def _save_cached(file: Path, dataset: Dataset) -> None:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {"images": dataset.images, "masks": dataset.masks, "names": np.array(dataset.names)}
+    if dataset.alphas is not None:
+        arrays["alphas"] = dataset.alphas
+    tmp = file.with_name(f".{file.stem}.tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(file)
+
+
+def folder_dataset(
+    path: str | Path,
+    size: int,
+    channels: int = 3,
+    layout: str | None = None,
+    cache: str | Path | None = None,
+) -> Dataset:
+    """Read a dataset folder in ``layout`` (None: detected; see :mod:`harness.train.layouts`).
 
     Masks may be 0/255 or 0/1, grey or colour (any non-black is foreground), any size; each
-    image and its mask must have the same size. Both are resized to ``size`` x ``size``.
-    Mattes (alpha 0..255, same stems) enable the matting loss. With ``channels=4`` the 4th
-    channel is a prior mask derived from the mask, seeded by the file stem.
+    image and its mask or matte must have the same size. All are resized to ``size`` x
+    ``size``. Alpha mattes (0..255) enable the matting loss; a sample with a matte and no
+    mask takes ``alpha >= 128`` as its mask. With ``channels=4`` the 4th channel is a prior
+    mask derived from the mask, seeded by the sample name. Files are decoded on a thread pool.
+    With ``cache`` (a folder), the decoded arrays are kept there as ``.npz`` and reused while
+    the files' fingerprint, the size and the channels match (the files are still read and
+    hashed, not decoded).
     """
     _check_channels(channels)
     _check_size(size)
     root = Path(path)
-    if not root.is_dir():
-        raise UsageError(f"data folder not found: {root}")
-    folders = {name: root / name for name in ("images", "masks")}
-    for name, folder in folders.items():
-        if not folder.is_dir():
-            raise UsageError(
-                f"{root} has no {name}/ folder (expected images/ and masks/ paired by file stem)"
-            )
-    images = _listing(folders["images"])
-    masks = _listing(folders["masks"])
-    if not images:
-        raise UsageError(
-            f"{folders['images']} has no image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
+    found = layouts.list_samples(root, layout)
+    names = tuple(s.name for s in found.samples)
+    if len({s.matte is None for s in found.samples}) > 1:
+        raise UsageError(f"{root}: some samples have an alpha matte and some do not")
+    meta = {"layout": found.layout, "val_names": found.val_names, "split_from": found.split_from}
+    cached, file = None, None
+    if cache is not None:
+        fingerprint = fingerprint_files(found.samples)
+        file = _cache_file(cache, found.layout, fingerprint, size, channels)
+        cached = _load_cached(file, names)
+    if cached is not None:
+        return Dataset(
+            images=cached["images"],
+            masks=cached["masks"],
+            alphas=cached.get("alphas"),
+            names=names,
+            source=str(root),
+            fingerprint=fingerprint,
+            **meta,
         )
-    missing = sorted(set(images) - set(masks))
-    if missing:
-        raise UsageError(
-            f"missing mask in {folders['masks']} for {len(missing)} image(s): {_few(missing)}"
-        )
-    orphans = sorted(set(masks) - set(images))
-    if orphans:
-        raise UsageError(
-            f"{len(orphans)} mask(s) without an image in {folders['images']}: {_few(orphans)}"
-        )
-    mattes: dict[str, Path] | None = None
-    if (root / "mattes").is_dir():
-        mattes = _listing(root / "mattes")
-        lacking = sorted(set(images) - set(mattes))
-        if lacking:
-            raise UsageError(
-                f"missing matte in {root / 'mattes'} for {len(lacking)} image(s): {_few(lacking)}"
-            )
-
-    stems = sorted(images)
-    digest = hashlib.sha256()
-    out_images = np.empty((len(stems), size, size, 3), np.uint8)
-    out_masks = np.empty((len(stems), size, size), np.uint8)
-    out_alphas = None if mattes is None else np.empty((len(stems), size, size), np.uint8)
-    for i, stem in enumerate(stems):
-        pairs = [("image", images[stem]), ("mask", masks[stem])]
-        if mattes is not None:
-            pairs.append(("matte", mattes[stem]))
-        planes: dict[str, np.ndarray] = {}
-        for kind, file in pairs:
-            data = _read(file)
-            digest.update(f"{kind}/{file.name}:{len(data)}:".encode())
-            digest.update(data)
-            flags = cv2.IMREAD_COLOR if kind == "image" else cv2.IMREAD_UNCHANGED
-            planes[kind] = _decode(data, file, flags)
-        h, w = planes["image"].shape[:2]
-        for kind in ("mask", "matte"):
-            if kind in planes and planes[kind].shape[:2] != (h, w):
-                mh, mw = planes[kind].shape[:2]
-                raise UsageError(
-                    f"size mismatch: {images[stem].name} is {w}x{h} but its {kind} is {mw}x{mh}"
-                )
-        out_images[i] = _resize(cv2.cvtColor(planes["image"], cv2.COLOR_BGR2RGB), size)
-        out_masks[i] = _resize(_mask_plane(planes["mask"]), size) >= 128
-        if out_alphas is not None:
-            out_alphas[i] = _resize(_mask_plane(planes["matte"]), size)
-    images_out = out_images
+    images, masks, alphas, digest = _decode_all(found.samples, size)
     if channels == 4:
-        prior = synthetic.prior_masks(out_masks, [_stem_key(s) for s in stems])
-        images_out = np.concatenate([out_images, prior[..., None]], axis=-1)
-    return Dataset(
-        images=images_out,
-        masks=out_masks,
-        alphas=out_alphas,
-        names=tuple(stems),
-        source=str(root),
-        fingerprint="sha256:" + digest.hexdigest(),
-    )
+        prior = synthetic.prior_masks(masks, [_stem_key(s) for s in names])
+        images = np.concatenate([images, prior[..., None]], axis=-1)
+    dataset = Dataset(images, masks, alphas, names, str(root), digest, **meta)
+    if file is not None:
+        if digest != fingerprint:
+            raise UsageError(f"{root} changed while it was being read; run again")
+        _save_cached(file, dataset)
+    return dataset
 
 
 def load_folder(path: str | Path, size: int, channels: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -288,8 +342,17 @@ def split(dataset: Dataset, val_ratio: float, seed: int) -> tuple[Dataset, Datas
     """A deterministic (train, val) split: samples are ranked by sha256(seed, name).
 
     A sample's side depends only on the seed, its name and the dataset size, never on file
-    order. ``val_ratio`` must leave at least one sample on each side.
+    order. ``val_ratio`` must leave at least one sample on each side. A dataset that defines
+    its own validation split (``val_names``: EG1800's test list, PFCN+'s testing/) keeps it,
+    and ``val_ratio`` is not used.
     """
+    if dataset.val_names is not None:
+        val_idx = [i for i, name in enumerate(dataset.names) if name in dataset.val_names]
+        train_idx = [i for i, name in enumerate(dataset.names) if name not in dataset.val_names]
+        if not val_idx or not train_idx:
+            side = "validation" if not val_idx else "training"
+            raise UsageError(f"{dataset.source}: {dataset.split_from} leaves no {side} sample")
+        return dataset.subset(train_idx), dataset.subset(val_idx)
     if not 0 < val_ratio < 1:
         raise UsageError(f"--val-ratio must be between 0 and 1 (exclusive), not {val_ratio}")
     n = len(dataset)

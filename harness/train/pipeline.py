@@ -32,11 +32,14 @@ class Pipeline:
     augmentations: Iterable[str] = ()
     thicknesses: Sequence[int] = ()  # empty: no band target
     use_alpha: bool = False
+    replicas: int = 1  # a shuffled (training) epoch drops a last batch smaller than this
     _base: object = field(default=None, init=False, repr=False)
 
     @property
     def steps(self) -> int:
-        return -(-len(self.dataset) // self.batch_size)
+        """Batches in a training epoch."""
+        full, rest = divmod(len(self.dataset), self.batch_size)
+        return full + (1 if rest >= self.replicas else 0)
 
     def _source(self):
         tf = tfcompat.tf()
@@ -76,7 +79,11 @@ class Pipeline:
             ds = ds.shuffle(
                 len(self.dataset), seed=self.seed * 100_003 + epoch, reshuffle_each_iteration=False
             )
-        ds = ds.batch(self.batch_size).enumerate()
+        ds = ds.batch(self.batch_size)
+        if shuffle and self.replicas > 1:
+            # Every replica needs at least one image (batch norm on an empty batch is NaN).
+            ds = ds.filter(lambda images, _: tf.shape(images)[0] >= self.replicas)
+        ds = ds.enumerate()
         enabled = frozenset(self.augmentations)
         base_seed = tf.constant([self.seed, epoch], tf.int64)
 

@@ -21,11 +21,12 @@ from rich.console import Console
 from harness import tfcompat
 from harness.errors import ModelError, UsageError
 from harness.train import data as data_mod
-from harness.train import losses, metrics, nets
+from harness.train import distribute, losses, nets
 from harness.train.config import TrainConfig
 from harness.train.model_folder import ModelFolder, load_keras, read_json, save_model, write_json
 from harness.train.pipeline import Pipeline
 from harness.train.progress import EpochProgress
+from harness.train.steps import Steps, evaluate, make_optimizer, train_epoch
 from harness.ui import console as default_console
 
 
@@ -43,7 +44,9 @@ def load_dataset(config: TrainConfig) -> data_mod.Dataset:
         return data_mod.synthetic_dataset(
             config.samples, config.input_size, config.seed, config.channels
         )
-    return data_mod.folder_dataset(config.data, config.input_size, config.channels)
+    return data_mod.folder_dataset(
+        config.data, config.input_size, config.channels, config.layout, config.cache
+    )
 
 
 def _weights_file(path: Path) -> Path:
@@ -124,7 +127,10 @@ def _describe(config: TrainConfig, dataset, train_ds, val_ds, params: int, has_a
         "n_train": len(train_ds),
         "n_val": len(val_ds),
         "mattes": has_alpha,
+        "layout": dataset.layout,
     }
+    if dataset.split_from is not None:
+        data_info["val_split"] = dataset.split_from  # the dataset's own split, not val_ratio
     if config.synthetic:
         data_info["generator_version"] = data_mod.synthetic.GENERATOR_VERSION
     return {
@@ -162,88 +168,18 @@ def _describe(config: TrainConfig, dataset, train_ds, val_ds, params: int, has_a
     }
 
 
-class _Steps:
-    """The compiled train and eval steps for one run."""
-
-    def __init__(self, config: TrainConfig, built: nets.Nets, optimizer, train_spec, val_spec):
-        tf = tfcompat.tf()
-        self.config, self.nets, self.optimizer = config, built, optimizer
-        self.train = tf.function(self._train, input_signature=[train_spec], autograph=False)
-        self.eval = tf.function(self._eval, input_signature=[val_spec], autograph=False)
-
-    def _terms(self, outputs, batch) -> dict[str, Any]:
-        cfg = self.config
-        logits = outputs[0]
-        terms = {"seg_loss": losses.segmentation_loss(cfg.loss, logits, batch["mask"])}
-        if cfg.boundary_weight > 0 and "band" in batch:
-            if self.nets.arch.boundary_head:
-                terms["boundary_loss"] = losses.boundary_loss(outputs[1], batch["band"])
-            else:
-                terms["boundary_loss"] = losses.band_cross_entropy(
-                    logits, batch["mask"], batch["band"]
-                )
-        if cfg.matting_weight and "alpha" in batch:
-            terms["matting_loss"] = losses.matting_loss(logits, batch["alpha"], batch["rgb"])
-        total = terms["seg_loss"]
-        total += cfg.boundary_weight * terms.get("boundary_loss", 0.0)
-        total += (cfg.matting_weight or 0.0) * terms.get("matting_loss", 0.0)
-        terms["loss"] = total
-        return terms
-
-    def _train(self, batch):
-        tf = tfcompat.tf()
-        model = self.nets.training
-        with tf.GradientTape() as tape:
-            outputs = model(batch["image"], training=True)
-            if not isinstance(outputs, (list, tuple)):  # a one-output model returns a tensor
-                outputs = [outputs]
-            terms = self._terms(outputs, batch)
-        grads = tape.gradient(terms["loss"], model.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        return terms
-
-    def _eval(self, batch):
-        tf = tfcompat.tf()
-        logits = self.nets.inference(batch["image"], training=False)
-        n = tf.cast(tf.shape(logits)[0], tf.float32)
-        loss = losses.segmentation_loss(self.config.loss, logits, batch["mask"]) * n
-        return loss, metrics.counts(logits, batch["mask"])
-
-
-def _train_epoch(steps: _Steps, batches, progress: EpochProgress) -> tuple[dict[str, float], int]:
-    """One pass over the training batches: (mean of each loss term, images seen)."""
-    began = time.perf_counter()
-    sums: dict[str, float] = {}
-    seen = 0
-    for batch in batches:
-        terms = steps.train(batch)
-        n = int(batch["mask"].shape[0])
-        seen += n
-        for key, value in terms.items():
-            sums[key] = sums.get(key, 0.0) + float(value) * n
-        progress.advance(sums["loss"] / seen, seen / (time.perf_counter() - began))
-    return {k: v / max(seen, 1) for k, v in sums.items()}, seen
-
-
-def _evaluate(steps: _Steps, pipeline: Pipeline) -> tuple[float, metrics.Counts]:
-    total_loss, seen, counts = 0.0, 0, metrics.Counts()
-    for batch in pipeline.epoch(0, shuffle=False):
-        loss, c = steps.eval(batch)
-        c = c.numpy()
-        total_loss += float(loss)
-        seen += int(batch["mask"].shape[0])
-        counts = counts + metrics.Counts(*map(float, c))
-    return total_loss / max(seen, 1), counts
-
-
 class _Store:
     """Writes what one finished epoch leaves in the model folder (see the module docstring)."""
 
-    def __init__(self, folder: ModelFolder, built: nets.Nets, checkpoint, optimizer, fingerprint):
-        self.folder, self.built, self.checkpoint = folder, built, checkpoint
-        self.optimizer, self.fingerprint = optimizer, fingerprint
-        self.export = nets.fixed_batch(built.inference)  # [1, H, W, C], refreshed each epoch
-        self.logit_scale = 1.0
+    def __init__(self, folder: ModelFolder, config: TrainConfig, parts: _Parts, fingerprint: str):
+        self.folder, self.built, self.checkpoint = folder, parts.built, parts.checkpoint
+        self.optimizer, self.fingerprint = parts.optimizer, fingerprint
+        # [1, H, W, C] in float32, outside any strategy: the saved model is the same whatever
+        # the strategy and precision of the run. Built afresh (a clone would copy the training
+        # layers' mixed_float16 policy); the weights, float32 in both, are copied each epoch.
+        fresh = nets.build(config.arch, config.input_size, config.channels, config.width)
+        self.export = nets.fixed_batch(fresh.inference)
+        self.logit_scale = config.logit_scale  # --logit-scale: exported models only
 
     def epoch_done(self, epoch: int, improved: bool, keep: bool, info: dict[str, Any]) -> None:
         folder = self.folder
@@ -289,6 +225,54 @@ def _log_scalars(writer, step: int, record: dict[str, Any]) -> None:
     writer.flush()
 
 
+@dataclass
+class _Parts:
+    """What one run trains with, built under its strategy and precision."""
+
+    built: nets.Nets
+    optimizer: Any
+    schedule: Any
+    checkpoint: Any
+    train_pipe: Pipeline
+    val_pipe: Pipeline
+    steps: Steps
+
+
+def _assemble(config: TrainConfig, devices, train_ds, val_ds, has_alpha: bool, state, folder):
+    """Pipelines, nets, optimizer, checkpoint (restored when resuming) and compiled steps."""
+    tf = tfcompat.tf()
+    keras = tfcompat.keras()
+    normalization = data_mod.normalization_for(config.channels)
+    train_pipe = Pipeline(
+        train_ds,
+        config.batch_size,
+        normalization,
+        config.seed,
+        config.augment,
+        losses.thicknesses_for(config.input_size) if config.boundary_weight else (),
+        use_alpha=has_alpha,
+        replicas=devices.replicas,
+    )
+    val_pipe = Pipeline(val_ds, config.batch_size, normalization)
+    total_steps = config.epochs * train_pipe.steps
+    schedule = keras.optimizers.schedules.CosineDecay(config.lr, max(1, total_steps), alpha=0.02)
+    strategy = distribute.make_strategy(devices)
+    with distribute.precision(devices.mixed_precision), strategy.scope():
+        built = nets.build(config.arch, config.input_size, config.channels, config.width)
+        if config.weights and state is None:
+            load_weights(built.inference, config.weights, config)
+        optimizer = make_optimizer(schedule, devices.mixed_precision)
+        checkpoint = tf.train.Checkpoint(model=built.training, optimizer=optimizer)
+        if state is not None:
+            _restore(folder, state, checkpoint, built.training, optimizer)
+    specs = [
+        strategy.experimental_distribute_dataset(ds).element_spec
+        for ds in (train_pipe.epoch(1), val_pipe.epoch(0, shuffle=False))
+    ]
+    steps = Steps(config, built, optimizer, strategy, *specs, mixed=devices.mixed_precision)
+    return _Parts(built, optimizer, schedule, checkpoint, train_pipe, val_pipe, steps)
+
+
 def _restore(folder: ModelFolder, state: dict[str, Any], checkpoint, model, optimizer) -> None:
     prefix = folder.checkpoints / str(state.get("checkpoint", ""))
     if not Path(str(prefix) + ".index").is_file():
@@ -300,6 +284,42 @@ def _restore(folder: ModelFolder, state: dict[str, Any], checkpoint, model, opti
         raise ModelError(f"cannot resume from {prefix}: {exc}") from exc
 
 
+def _finished(
+    console: Console | None, folder: ModelFolder, config: TrainConfig, info
+) -> TrainResult:
+    (console or default_console()).print(
+        f"{folder.root} already finished {config.epochs} epochs; nothing to do"
+    )
+    best = info.get("best") or {"epoch": 0, "val_iou": 0.0}
+    return TrainResult(
+        folder.root,
+        list(info.get("epochs", [])),
+        int(best["epoch"]),
+        float(best["val_iou"]),
+        float(info.get("wall_seconds", 0.0)),
+    )
+
+
+def _epoch(parts: _Parts, epoch: int, progress: EpochProgress) -> tuple[dict[str, Any], Any]:
+    """Train and evaluate one epoch: (its train.json record, the validation counts)."""
+    began = time.perf_counter()
+    progress.start_epoch(epoch)
+    means, seen = train_epoch(parts.steps, parts.train_pipe, epoch, progress)
+    train_seconds = time.perf_counter() - began
+    val_loss, counts = evaluate(parts.steps, parts.val_pipe)
+    record = {
+        "epoch": epoch,
+        **{k: round(v, 6) for k, v in means.items()},
+        "val_loss": round(val_loss, 6),
+        "val_iou": round(counts.iou, 6),
+        "val_acc": round(counts.accuracy, 6),
+        "lr": float(parts.schedule(parts.optimizer.iterations)),
+        "images_per_s": round(seen / train_seconds, 2),
+        "seconds": round(time.perf_counter() - began, 2),
+    }
+    return record, counts
+
+
 def run(
     config: TrainConfig,
     *,
@@ -307,70 +327,40 @@ def run(
     overwrite: bool = False,
     console: Console | None = None,
     stop_after: int | None = None,
+    devices: distribute.Devices | None = None,
 ) -> TrainResult:
     """Train ``config`` (validated here) into its model folder; see the module docstring.
 
     ``stop_after`` ends this invocation after that many epochs, exactly as an interruption
     would (the folder stays resumable): for time-boxed sessions on a shared machine.
+    ``devices`` overrides what ``config.strategy`` and ``config.mixed_precision`` resolve to.
     """
     config = config.validated()
+    devices = devices or distribute.detect(config.strategy, config.mixed_precision)
     folder = ModelFolder(config.out_path)
     state = _prepare_folder(folder, resume, overwrite)
     info = read_json(folder.train_json) if resume else None
     if state is not None and info is not None and int(state["next_epoch"]) > config.epochs:
-        (console or default_console()).print(
-            f"{folder.root} already finished {config.epochs} epochs; nothing to do"
-        )
-        best = info.get("best") or {"epoch": 0, "val_iou": 0.0}
-        return TrainResult(
-            folder.root,
-            list(info.get("epochs", [])),
-            int(best["epoch"]),
-            float(best["val_iou"]),
-            float(info.get("wall_seconds", 0.0)),
-        )
+        return _finished(console, folder, config, info)
     tf = tfcompat.tf()
-    keras = tfcompat.keras()
-    keras.utils.set_random_seed(config.seed)
+    tfcompat.keras().utils.set_random_seed(config.seed)
     dataset = load_dataset(config)
     train_ds, val_ds = data_mod.split(dataset, config.val_ratio, config.seed)
     if state is not None and state.get("fingerprint") != dataset.fingerprint:
         raise UsageError(f"cannot resume {folder.root}: the data changed (fingerprint differs)")
+    if devices.replicas > config.batch_size:
+        raise UsageError(
+            f"--batch-size {config.batch_size} is smaller than the {devices.replicas} replicas "
+            "of the strategy (the batch is split across them)"
+        )
     if config.matting_weight is None:  # mattes given with a folder dataset: use them
         auto = 1.0 if dataset.alphas is not None and not config.synthetic else 0.0
         config = replace(config, matting_weight=auto)
     has_alpha = dataset.alphas is not None and config.matting_weight > 0
-    built = nets.build(config.arch, config.input_size, config.channels, config.width)
-    if config.weights and state is None:
-        load_weights(built.inference, config.weights, config)
-    normalization = data_mod.normalization_for(config.channels)
-    train_pipe = Pipeline(
-        train_ds,
-        config.batch_size,
-        normalization,
-        config.seed,
-        config.augment,
-        losses.thicknesses_for(config.input_size) if config.boundary_weight else (),
-        use_alpha=has_alpha,
-    )
-    val_pipe = Pipeline(val_ds, config.batch_size, normalization)
-    total_steps = config.epochs * train_pipe.steps
-    schedule = keras.optimizers.schedules.CosineDecay(config.lr, max(1, total_steps), alpha=0.02)
-    optimizer = keras.optimizers.Adam(learning_rate=schedule)
-    checkpoint = tf.train.Checkpoint(model=built.training, optimizer=optimizer)
-    if state is not None:
-        _restore(folder, state, checkpoint, built.training, optimizer)
-    steps = _Steps(
-        config,
-        built,
-        optimizer,
-        train_pipe.epoch(1).element_spec,
-        val_pipe.epoch(0, shuffle=False).element_spec,
-    )
-    info = info or _describe(
-        config, dataset, train_ds, val_ds, nets.count_params(built.inference), has_alpha
-    )
-    info["training"]["epochs"] = config.epochs
+    parts = _assemble(config, devices, train_ds, val_ds, has_alpha, state, folder)
+    params = nets.count_params(parts.built.inference)
+    info = info or _describe(config, dataset, train_ds, val_ds, params, has_alpha)
+    info["training"].update(epochs=config.epochs, devices=devices.describe())
     info["config"] = config.to_json()
     info["status"] = "running"
     history: list[dict[str, Any]] = list(info.get("epochs", []))
@@ -378,29 +368,18 @@ def run(
     start = int(state["next_epoch"]) if state else 1
     wall = float(info.get("wall_seconds", 0.0))
     writer = tf.summary.create_file_writer(str(folder.logs))
-    store = _Store(folder, built, checkpoint, optimizer, dataset.fingerprint)
-    store.logit_scale = config.logit_scale
-    progress = EpochProgress(console, config.epochs, train_pipe.steps)
+    store = _Store(folder, config, parts, dataset.fingerprint)
+    progress = EpochProgress(console, config.epochs, parts.train_pipe.steps)
+    progress.console.print(
+        f"training on {devices.replicas} replica(s) ({devices.strategy.value}: "
+        f"{', '.join(devices.devices)}), {devices.describe()['precision']}",
+        highlight=False,
+    )
     last = config.epochs if stop_after is None else min(config.epochs, start + stop_after - 1)
     with progress:
         for epoch in range(start, last + 1):
-            began = time.perf_counter()
-            progress.start_epoch(epoch)
-            means, seen = _train_epoch(steps, train_pipe.epoch(epoch), progress)
-            train_seconds = time.perf_counter() - began
-            val_loss, counts = _evaluate(steps, val_pipe)
-            seconds = time.perf_counter() - began
-            wall += seconds
-            record = {
-                "epoch": epoch,
-                **{k: round(v, 6) for k, v in means.items()},
-                "val_loss": round(val_loss, 6),
-                "val_iou": round(counts.iou, 6),
-                "val_acc": round(counts.accuracy, 6),
-                "lr": float(schedule(optimizer.iterations)),
-                "images_per_s": round(seen / train_seconds, 2),
-                "seconds": round(seconds, 2),
-            }
+            record, counts = _epoch(parts, epoch, progress)
+            wall += record["seconds"]
             history.append(record)
             improved = counts.iou > best["val_iou"]
             if improved:
@@ -413,39 +392,3 @@ def run(
     info["status"] = "complete" if last >= config.epochs else "stopped"
     write_json(folder.train_json, info)
     return TrainResult(folder.root, history, int(best["epoch"]), float(best["val_iou"]), wall)
-
-
-def throughput(config: TrainConfig, *, batches: int = 4, warmup: int = 2) -> dict[str, Any]:
-    """Training images/s of ``config``'s arch and size: the real augmented pipeline and train
-    step, timed over ``batches`` batches after ``warmup`` (tracing happens in the warm-up).
-    Nothing is written to disk."""
-    config = config.validated()
-    tf = tfcompat.tf()
-    keras = tfcompat.keras()
-    keras.utils.set_random_seed(config.seed)
-    n = config.batch_size * (batches + warmup)
-    dataset = data_mod.synthetic_dataset(n, config.input_size, config.seed, config.channels)
-    built = nets.build(config.arch, config.input_size, config.channels, config.width)
-    normalization = data_mod.normalization_for(config.channels)
-    thick = losses.thicknesses_for(config.input_size) if config.boundary_weight else ()
-    pipe = Pipeline(dataset, config.batch_size, normalization, config.seed, config.augment, thick)
-    optimizer = keras.optimizers.Adam(learning_rate=config.lr)
-    spec = pipe.epoch(1).element_spec
-    steps = _Steps(config, built, optimizer, spec, spec)
-    timed, began = 0, 0.0
-    for i, batch in enumerate(pipe.epoch(1)):
-        if i == warmup:
-            began = time.perf_counter()
-        tf.nest.map_structure(lambda t: t.numpy(), steps.train(batch))
-        if i >= warmup:
-            timed += int(batch["image"].shape[0])
-    seconds = time.perf_counter() - began
-    return {
-        "arch": config.arch,
-        "input_size": config.input_size,
-        "batch_size": config.batch_size,
-        "params": nets.count_params(built.inference),
-        "images": timed,
-        "seconds": round(seconds, 3),
-        "images_per_s": round(timed / seconds, 2) if seconds else 0.0,
-    }

@@ -31,6 +31,9 @@ def _fails(argv: list[str], capsys) -> str:
         (["--augment", "flip-h,blur"], "unknown augmentation(s) blur"),
         (["--loss", "dice"], "unknown --loss 'dice'"),
         (["--resume", "--overwrite"], "cannot be used together"),
+        (["--strategy", "warp"], "unknown --strategy 'warp'; choose one of: auto, mirrored"),
+        (["--layout", "coco"], "unknown --layout 'coco'; choose one of: folders, eg1800"),
+        (["--mixed-precision", "--strategy", "cpu"], "--mixed-precision needs a GPU"),
     ],
 )
 def test_bad_options(argv: list[str], message: str, tmp_path: Path, capsys) -> None:
