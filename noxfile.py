@@ -42,8 +42,11 @@ def lock(session: nox.Session) -> None:
     session.install("uv>=0.5")
     session.run(
         "uv", "pip", "compile", "pyproject.toml", "--extra", "test", "--extra", "gpu", "--universal",
-        "--python-version", LOCK_PYTHON, "--upgrade", "--custom-compile-command", "nox -s lock", "-o", LOCK,
+        "--python-version", LOCK_PYTHON, "--upgrade", "--custom-compile-command", "nox -s lock",
+        "-c", "lock-constraints.in", "-o", LOCK,
     )  # fmt: skip
+    # uv reads only the lower bound of Requires-Python: check that pip can install the lock.
+    session.run("python", "-m", "pip", "install", "--dry-run", "--quiet", "-c", LOCK, "-e", ".[test]")
 
 
 @nox.session
