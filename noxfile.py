@@ -46,7 +46,9 @@ def lock(session: nox.Session) -> None:
         "-c", "lock-constraints.in", "-o", LOCK,
     )  # fmt: skip
     # uv reads only the lower bound of Requires-Python: check that pip can install the lock.
-    session.run("python", "-m", "pip", "install", "--dry-run", "--quiet", "-c", LOCK, "-e", ".[test]")
+    session.run(
+        "python", "-m", "pip", "install", "--dry-run", "--quiet", "-c", LOCK, "-e", ".[test]"
+    )
 
 
 @nox.session
