@@ -278,6 +278,12 @@ def _output_spec(
     if spec is not None and activation is None:
         activation = spec.activation
     fg = options.fg_channel
+    channels = int(t_out.shape[-1]) if t_out.shape else 1
+    if fg is not None and not 0 <= fg < max(channels, 1):
+        raise UsageError(
+            f"--fg-channel {fg}: output {t_out.name!r} of {where} has {channels} channel(s) "
+            f"(0-{max(channels, 1) - 1})"
+        )
     if fg is None and spec is not None:
         fg = spec.foreground_channel
     return infer_output_spec(
