@@ -117,7 +117,22 @@ def make_strategy(devices: Devices):
         # NCCL all-reduce is for GPUs; CPU replicas reduce through one device.
         ops = None if devices.on_gpu else tf.distribute.ReductionToOneDevice()
         return tf.distribute.MirroredStrategy(list(devices.devices), cross_device_ops=ops)
+    if devices.replicas == 1 and devices.devices[0] == _default_device(tf):
+        # One replica on the device TensorFlow places ops on anyway: the default strategy runs
+        # the same step without OneDeviceStrategy's per-step distribution overhead (measured
+        # ~2.5x faster training on 2 CPU cores).
+        return tf.distribute.get_strategy()
     return tf.distribute.OneDeviceStrategy(devices.devices[0])
+
+
+def _default_device(tf) -> str:  # type: ignore[no-untyped-def]
+    """The logical device TensorFlow places ops on by default: the first GPU if any, else the
+    first CPU."""
+    for kind in ("GPU", "CPU"):
+        names = [d.name for d in tf.config.list_logical_devices(kind)]
+        if names:
+            return names[0]
+    return ""
 
 
 @contextlib.contextmanager
