@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import stat
 import subprocess
@@ -55,6 +56,12 @@ def _forked(server: subprocess.Popen) -> list[int]:
         assert time.monotonic() < deadline, "the server never forked"
         time.sleep(0.05)
     return pids
+
+
+def _first_line(client: subprocess.Popen, within: float = 30.0) -> bytes:
+    """The client's first line of output (the forked benchmark's), or b"" at the deadline."""
+    ready, _, _ = select.select([client.stdout], [], [], within)
+    return client.stdout.readline() if ready else b""
 
 
 def _tmp(env: dict[str, str]) -> Path:
@@ -237,9 +244,13 @@ def test_affinity_is_the_clients(server, models):
         ["taskset", "-c", str(cpu), "sh", str(LAUNCHER), f"--graph={models['sigmoid']}"],
         env=env,
         cwd=_tmp(env),
+        stdout=subprocess.PIPE,
     )
     hung = _forked(proc)
     try:
+        # The fork is visible before the child has taken on the client's context; its first
+        # log line comes after (the parameters, then the hang): wait for it, not for time.
+        assert _first_line(client), "the benchmark printed nothing"
         assert os.sched_getaffinity(hung[0]) == {cpu}  # taskset on the device means this
     finally:
         client.kill()
