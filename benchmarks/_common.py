@@ -24,7 +24,7 @@ def free_port() -> int:
 def lab(profiles: tuple[str, ...] = ("SM-G973F",)) -> Iterator[tuple[object, list]]:
     """A private HARNESS_HOME + adb server + virtual phones, torn down afterwards."""
     from harness.devices import adb
-    from harness.devices.virtual import manager
+    from harness.virtual import manager
 
     with tempfile.TemporaryDirectory(prefix="harness-bench-") as home:
         os.environ["HARNESS_HOME"] = home

@@ -54,7 +54,7 @@ def main() -> dict:
     from harness.convert import testing
     from harness.convert.pipeline import ConvertOptions, convert_model
     from harness.convert.variants import Head, Precision
-    from harness.devices.virtual import manager
+    from harness.virtual import manager
 
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "tiny"

@@ -71,7 +71,7 @@ def demo(
 
 def _register() -> None:
     from harness.devices import commands as device_commands
-    from harness.devices.virtual import commands as virtual_commands
+    from harness.virtual import commands as virtual_commands
 
     app.command("devices")(device_commands.devices)
     app.command("probe")(device_commands.probe)

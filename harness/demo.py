@@ -18,9 +18,9 @@ import shutil
 from pathlib import Path
 
 from harness.devices import adb
-from harness.devices.virtual import manager
 from harness.errors import GateFailed, HarnessError, PartialRun
 from harness.ui import console
+from harness.virtual import manager
 
 MODEL = Path("models") / "demo-sinet128"
 STORE = Path("results") / "demo.db"

@@ -12,7 +12,7 @@ import pytest
 
 from harness.devices import adb as adb_mod
 from harness.devices.adb import AdbServer
-from harness.devices.virtual import manager
+from harness.virtual import manager
 
 
 def free_port() -> int:

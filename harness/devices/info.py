@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
-from harness.devices.virtual.profiles import VIRTUAL_ABI
+# The ABI a harness virtual phone reports (harness/virtual): the device layer knows the name,
+# not the instrument; a virtual phone started with --abi arm64-v8a is treated as a phone.
+VIRTUAL_ABI = "harness-virtual"
 
 _SECTION = "@@harness-section "
 PROBE_SCRIPT = "; ".join(

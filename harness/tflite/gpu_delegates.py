@@ -4,7 +4,7 @@ Facts from the kernel sources (FACTS.md §2, tensorflow/tensorflow ``lite/delega
 read at the commits named below), as data: one :class:`Generation` per delegate release line,
 each naming, per backend, the :class:`SoftmaxKernel` it compiles. The virtual phone runs one
 generation (``harness virtual start --delegate NAME``) and computes its SOFTMAX by the kernel's
-mechanism (``harness.devices.virtual.gpu_kernels``); ``harness diagnose`` names the generation
+mechanism (``harness.virtual.benchmark_model.gpu_kernels``); ``harness diagnose`` names the generation
 and its remedies. Standard library only.
 
 A real phone's generation is the TFLite runtime in the app (or the ``benchmark_model`` binary):

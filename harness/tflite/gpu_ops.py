@@ -2,7 +2,7 @@
 
 One table for both GPU verdicts of the harness: the static prediction for a converted model
 (:mod:`harness.convert.gpu`) and the virtual phone's emulated delegate
-(:mod:`harness.devices.virtual.gpu_emulation`), so the two can never disagree about an op.
+(:mod:`harness.virtual.benchmark_model.gpu_emulation`), so the two can never disagree about an op.
 Entries follow the delegate's op parsers (TFLite ``delegates/gpu/common/model_builder.cc``,
 ``tools/versioning/gpu_compatibility.cc``) and the constraints that matter for segmentation
 heads (FACTS.md §2).

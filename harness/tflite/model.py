@@ -2,7 +2,7 @@
 
 The one flatbuffer reader of the harness: convert, inspect, diagnose and bench use it through
 :mod:`harness.convert.tflite_model`, the virtual phone's ``benchmark_model`` through
-:mod:`harness.devices.virtual.tflite_graph`. The flatbuffer is optionally checked by LiteRT's
+:mod:`harness.virtual.benchmark_model.tflite_graph`. The flatbuffer is optionally checked by LiteRT's
 verifier (an ``Interpreter`` is constructed but never allocated, so models with custom ops that
 only a delegate resolves still load), then read with the schema bindings shipped in
 ``ai_edge_litert``, imported on first use. Only numpy and the standard library are imported

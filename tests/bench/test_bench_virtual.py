@@ -12,9 +12,9 @@ import time
 
 from harness.bench.run import BenchOptions, run_bench
 from harness.convert.variants import read_manifest
-from harness.devices.virtual import manager
 from harness.errors import ExitCode
 from harness.store import Store
+from harness.virtual import manager
 
 
 def _opts(model, phones, store, **kw) -> BenchOptions:

@@ -23,10 +23,10 @@ from harness.bench.run import BenchOptions, run_bench
 from harness.bench.stage import REMOTE_BINARY
 from harness.devices import adb
 from harness.devices.device import Device
-from harness.devices.virtual import manager
-from harness.devices.virtual.android_tools import standin_apk, standin_binary
 from harness.errors import AssetError, ExitCode
 from harness.store import Store
+from harness.virtual import manager
+from harness.virtual.android_tools import standin_apk, standin_binary
 from tests.conftest import free_port
 
 BINARY = standin_binary("test stand-in for android_aarch64_benchmark_model")

@@ -73,8 +73,8 @@ def test_key_files_follow_home_and_vendor_keys(tmp_path, keypair):
 def test_a_phone_with_no_key_to_authorize_is_not_started(tmp_path, monkeypatch):
     """No adb key anywhere (HOME without .android, no vendor keys): exit 8 before any phone
     process starts, instead of a phone that nobody can use."""
-    from harness.devices.virtual import manager
     from harness.errors import VirtualPhoneError
+    from harness.virtual import manager
 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("ADB_VENDOR_KEYS", raising=False)

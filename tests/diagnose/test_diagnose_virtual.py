@@ -11,12 +11,12 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from harness.devices.virtual import manager
 from harness.diagnose import run_diagnose
 from harness.diagnose.commands import diagnose
 from harness.diagnose.exposure import FP16_EXP_LIMIT
 from harness.diagnose.render import render
 from harness.store import Store
+from harness.virtual import manager
 from tests.diagnose.conftest import options
 
 

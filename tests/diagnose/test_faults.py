@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.devices.virtual import gpu_emulation as ge
-from harness.devices.virtual import manager
-from harness.devices.virtual.profiles import load_profile, resolve_faults
-from harness.devices.virtual.tail_model import cut_tail
-from harness.devices.virtual.tflite_graph import OpInfo, read_graph
 from harness.errors import UsageError
+from harness.virtual import manager
+from harness.virtual.benchmark_model import gpu_emulation as ge
+from harness.virtual.benchmark_model.tail_model import cut_tail
+from harness.virtual.benchmark_model.tflite_graph import OpInfo, read_graph
+from harness.virtual.profiles import load_profile, resolve_faults
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*experimental_preserve_all_tensors")
 

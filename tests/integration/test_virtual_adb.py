@@ -12,8 +12,8 @@ import pytest
 
 from harness.devices import adb
 from harness.devices.device import Device, quote
-from harness.devices.virtual import manager
 from harness.errors import DeviceNotFound, DeviceTimeout, DeviceUnavailable, ExitCode
+from harness.virtual import manager
 from tests.conftest import adb_cli
 
 

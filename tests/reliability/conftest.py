@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from harness.devices import adb
-from harness.devices.virtual import manager
 from harness.store import Store
+from harness.virtual import manager
 from tests.bench.conftest import bench_model  # noqa: F401  (session fixture, reused)
 from tests.conftest import CORRECT_GPU, free_port
 
@@ -155,7 +155,7 @@ def _proc_ids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit()]
 
 
-FORK_SERVER = b"harness.devices.virtual.bm_forkserver"
+FORK_SERVER = b"harness.virtual.benchmark_model.forkserver"
 
 
 def processes_in_sandbox(root: str, *, fork_server: bool = False) -> list[int]:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.devices.virtual import manager
 from harness.errors import ExitCode
+from harness.virtual import manager
 from tests.conftest import CORRECT_GPU, free_port
 from tests.reliability.conftest import one_line_error, run_bench_cli, stored_cells
 

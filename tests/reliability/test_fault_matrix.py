@@ -20,9 +20,9 @@ import pytest
 
 from harness.devices import adb
 from harness.devices.adb import AdbServer
-from harness.devices.virtual import manager
-from harness.devices.virtual.chaos import ChaosSpec, Drop
 from harness.errors import ExitCode
+from harness.virtual import manager
+from harness.virtual.chaos import ChaosSpec, Drop
 from tests.conftest import CORRECT_GPU, adb_cli, free_port
 from tests.reliability.conftest import (
     LEDGER,
@@ -217,7 +217,7 @@ def _benchmark_processes(root: str) -> set[int]:
         with contextlib.suppress(OSError):
             comm = Path(f"/proc/{pid}/comm").read_text().strip()
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if comm == "benchmark_model" or b"harness.devices.virtual.benchmark_model" in cmdline:
+            if comm == "benchmark_model" or b"harness.virtual.benchmark_model" in cmdline:
                 found.add(pid)
     return found
 

@@ -33,12 +33,12 @@ from harness.convert.specs import (
 )
 from harness.devices import adb, adbkey, info, wire
 from harness.devices.device import Device
-from harness.devices.virtual import manager
-from harness.devices.virtual.profiles import VIRTUAL_FEATURES
-from harness.devices.virtual.sandbox import Sandbox, SandboxEscape
 from harness.errors import ModelError, UsageError
 from harness.reference import decode_output, decode_outputs
 from harness.runner import parse_log
+from harness.virtual import manager
+from harness.virtual.profiles import VIRTUAL_FEATURES
+from harness.virtual.sandbox import Sandbox, SandboxEscape
 from tests.conftest import CORRECT_GPU, free_port
 
 FUZZ = settings(

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from harness.devices import adb, adbkey
-from harness.devices.virtual import bm_client, manager
+from harness.virtual import manager
+from harness.virtual.benchmark_model import client as bm_client
 from tests.conftest import free_port
 from tests.reliability import raw_adb
 from tests.reliability.conftest import processes_in_sandbox

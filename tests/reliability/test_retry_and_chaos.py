@@ -8,7 +8,6 @@ import os
 import pytest
 
 from harness.devices.retry import Backoff, backoff_within, retry
-from harness.devices.virtual.chaos import ChaosSpec, Drop, LinkChaos, LinkFaults, parse_spec
 from harness.errors import (
     AdbUnavailable,
     DeviceNotFound,
@@ -18,6 +17,7 @@ from harness.errors import (
     HarnessError,
     UsageError,
 )
+from harness.virtual.chaos import ChaosSpec, Drop, LinkChaos, LinkFaults, parse_spec
 
 
 def test_backoff_is_exponential_and_capped():

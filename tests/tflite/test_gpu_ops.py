@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from harness.convert.gpu import OpStatus, gpu_verdict
-from harness.devices.virtual import gpu_emulation as ge
-from harness.devices.virtual import tflite_graph as vg
 from harness.tflite.gpu_ops import GPU_OPS, LAYOUT_OPS, Level, findings
 from harness.tflite.model import OpInfo, TensorInfo, TfliteModel
+from harness.virtual.benchmark_model import gpu_emulation as ge
+from harness.virtual.benchmark_model import tflite_graph as vg
 
 FLOAT = ((1, 4, 4, 2), "float32")
 

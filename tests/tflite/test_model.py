@@ -10,9 +10,9 @@ import pytest
 from ai_edge_litert import schema_py_generated as fb
 
 from harness.convert.tflite_model import read_tflite as convert_read_tflite
-from harness.devices.virtual.tflite_graph import GraphError, read_graph
 from harness.errors import ModelError
 from harness.tflite.model import Quantization, read_tflite
+from harness.virtual.benchmark_model.tflite_graph import GraphError, read_graph
 
 
 def _tensor(shape, dtype, name, buffer=0, quant=None) -> fb.TensorT:

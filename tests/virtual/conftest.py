@@ -74,7 +74,7 @@ def phone(tmp_path: Path) -> Callable[..., dict[str, str]]:
 
 def run_benchmark(flags: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "harness.devices.virtual.benchmark_model", *flags],
+        [sys.executable, "-m", "harness.virtual.benchmark_model", *flags],
         env=env,
         capture_output=True,
         text=True,

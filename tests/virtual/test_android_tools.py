@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from harness.devices.virtual import android_tools
-from harness.devices.virtual.profiles import VIRTUAL_ABI, check_abi, load_profile
 from harness.errors import UsageError
+from harness.virtual import android_tools
+from harness.virtual.profiles import VIRTUAL_ABI, check_abi, load_profile
 
 TOOLS = android_tools.__file__
 

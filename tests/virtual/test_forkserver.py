@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.devices.virtual import bm_client, bm_forkserver
+from harness.virtual.benchmark_model import client as bm_client
+from harness.virtual.benchmark_model import forkserver as bm_forkserver
 from tests.virtual.conftest import REPO, run_benchmark
 
 LAUNCHER = REPO / "android_assets" / "bin" / "virtual" / "benchmark_model"
@@ -89,7 +90,7 @@ def server(phone):
     def start(**config):
         env = phone(**config)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.devices.virtual.bm_forkserver"]
+            [sys.executable, "-m", "harness.virtual.benchmark_model.forkserver"]
             + ["--root", env["HARNESS_VIRTUAL_ROOT"]],
             stdin=subprocess.PIPE,
             env=env,
@@ -296,7 +297,7 @@ def test_a_path_outside_the_phone_is_not_served(server, models):
     client = _launch([f"--graph={models['sigmoid']}", *FLAGS], env)
     try:
         deadline = time.monotonic() + 30
-        module = b"harness.devices.virtual.benchmark_model"
+        module = b"harness.virtual.benchmark_model"
         while module not in _cmdline(client.pid):  # the client replaced itself: plain run
             assert client.poll() is None and time.monotonic() < deadline, "never ran plain"
             time.sleep(0.05)

@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.devices.virtual import gpu_emulation as ge
-from harness.devices.virtual.tflite_graph import Graph, GraphError, OpInfo, TensorInfo, read_graph
+from harness.virtual.benchmark_model import gpu_emulation as ge
+from harness.virtual.benchmark_model.tflite_graph import (
+    Graph,
+    GraphError,
+    OpInfo,
+    TensorInfo,
+    read_graph,
+)
 
 
 def _graph(

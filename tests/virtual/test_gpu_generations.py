@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.devices.virtual import gpu_emulation as ge
-from harness.devices.virtual.profiles import load_profile, resolve_delegate
-from harness.devices.virtual.tflite_graph import Graph, OpInfo, TensorInfo
 from harness.tflite.gpu_delegates import FP16_EXP_LIMIT, FP32_EXP_LIMIT, GENERATIONS
+from harness.virtual.benchmark_model import gpu_emulation as ge
+from harness.virtual.benchmark_model.tflite_graph import Graph, OpInfo, TensorInfo
+from harness.virtual.profiles import load_profile, resolve_delegate
 
 LOGITS = (10.0, 12.0, 90.0)
 # (generation, backend, precision) -> what the head gives at logits 10, 12, 90. None: the

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from harness.devices import adbkey, wire
 
 if TYPE_CHECKING:
-    from harness.devices.virtual.chaos import LinkChaos
+    from harness.virtual.chaos import LinkChaos
 
 log = logging.getLogger("harness.virtual")
 

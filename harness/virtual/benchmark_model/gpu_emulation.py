@@ -31,12 +31,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.devices.virtual.gpu_kernels import softmax_hook
-from harness.devices.virtual.tflite_graph import Graph, OpInfo
 from harness.tflite.gpu_delegates import DEFAULT_GENERATION
 from harness.tflite.gpu_ops import LAYOUT_OPS, findings, runtime_types
 from harness.tflite.gpu_ops import NOT_SUPPORTED as NOT_SUPPORTED  # the delegate's log texts
 from harness.tflite.gpu_ops import TYPE_MISMATCH as TYPE_MISMATCH
+from harness.virtual.benchmark_model.gpu_kernels import softmax_hook
+from harness.virtual.benchmark_model.tflite_graph import Graph, OpInfo
 
 Hook = Callable[[Sequence[np.ndarray], OpInfo, type], np.ndarray]
 

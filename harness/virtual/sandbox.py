@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 
 from harness import config
-from harness.devices.virtual import android_tools, bm_client
-from harness.devices.virtual.profiles import Profile
+from harness.virtual import android_tools
+from harness.virtual.benchmark_model import client as bm_client
+from harness.virtual.profiles import Profile
 
 _CLIENT = Path(bm_client.__file__).resolve()
 _TOOLS = Path(android_tools.__file__).resolve()
@@ -177,7 +178,7 @@ awk -v k="[$1]: [" 'index($0, k) == 1 { v = substr($0, length(k) + 1); sub(/\]$/
 """
 
 _TOOL_LAUNCHER = """#!/bin/sh
-# {tool} for the virtual phone (harness/devices/virtual/android_tools.py)
+# {tool} for the virtual phone (harness/virtual/android_tools.py)
 exec "$HARNESS_VIRTUAL_PYTHON" -S -E -B "$HARNESS_VIRTUAL_TOOLS" {tool} "$@"
 """
 

@@ -2,7 +2,7 @@
 
 A fresh Python process spends most of a short benchmark_model invocation importing numpy and
 LiteRT. The virtual phone therefore keeps one pre-imported process per phone
-(:mod:`harness.devices.virtual.bm_forkserver`) and this client, started by the launcher
+(:mod:`harness.virtual.benchmark_model.forkserver`) and this client, started by the launcher
 ``android_assets/bin/virtual/benchmark_model`` as ``python -S -E -B bm_client.py ARGS``, asks it
 for a forked copy that runs ``benchmark(ARGS)`` on this process's own stdin/stdout/stderr (the
 descriptors travel over the socket), working directory, environment, umask and CPU affinity.
@@ -14,7 +14,7 @@ the socket and the server kills the benchmark.
 Standard library only, and no harness import: it must start in ~20 ms. When the fork server is
 not there (not started yet, disabled, or refusing), or the socket's name is held by another
 user's process (checked with ``SO_PEERCRED`` before anything is sent), the client replaces itself
-with the plain ``python -m harness.devices.virtual.benchmark_model``, so the command always
+with the plain ``python -m harness.virtual.benchmark_model``, so the command always
 works.
 """
 
@@ -30,7 +30,7 @@ import socket
 import struct
 import sys
 
-BENCHMARK_MODULE = "harness.devices.virtual.benchmark_model"
+BENCHMARK_MODULE = "harness.virtual.benchmark_model"
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1)
 
 

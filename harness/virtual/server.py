@@ -1,6 +1,6 @@
 """The virtual phone process: an ADB device endpoint on 127.0.0.1.
 
-Run by ``harness virtual start`` as ``python -m harness.devices.virtual.server --profile NAME
+Run by ``harness virtual start`` as ``python -m harness.virtual.server --profile NAME
 --port N --root DIR --adb-keys FILE``. It binds the loopback interface only, authenticates the
 host like adbd with ``ro.adb.secure=1`` (AUTH TOKEN; only a signature by one of the public keys
 in FILE, one ``adbkey.pub`` line each, brings a connection online: see transport.py), then
@@ -23,17 +23,17 @@ import sys
 from pathlib import Path
 
 from harness.devices import adbkey, wire
-from harness.devices.virtual.chaos import CHAOS_FILE, LinkChaos
-from harness.devices.virtual.profiles import (
+from harness.virtual.chaos import CHAOS_FILE, LinkChaos
+from harness.virtual.profiles import (
     VIRTUAL_FEATURES,
     check_abi,
     load_profile,
     resolve_delegate,
     resolve_faults,
 )
-from harness.devices.virtual.sandbox import Sandbox
-from harness.devices.virtual.services import Services
-from harness.devices.virtual.transport import Connection
+from harness.virtual.sandbox import Sandbox
+from harness.virtual.services import Services
+from harness.virtual.transport import Connection
 
 BIND_HOST = "127.0.0.1"
 _PR_SET_NO_NEW_PRIVS = 38
@@ -72,7 +72,7 @@ class VirtualPhone:
             return
         env = {**self.sandbox.env(), "OPENBLAS_NUM_THREADS": "1"}  # fork a 1-thread parent
         self.fork_server = subprocess.Popen(
-            [sys.executable, "-m", "harness.devices.virtual.bm_forkserver"]
+            [sys.executable, "-m", "harness.virtual.benchmark_model.forkserver"]
             + ["--root", str(self.sandbox.root)],
             stdin=subprocess.PIPE,  # closed when this process ends: the server follows
             stdout=subprocess.DEVNULL,

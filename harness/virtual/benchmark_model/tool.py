@@ -1,10 +1,10 @@
 """The virtual phone's ``benchmark_model``: the official tool's flags and log, on host LiteRT.
 
-Run as ``python -m harness.devices.virtual.benchmark_model --graph=PATH [flags]`` (the virtual
+Run as ``python -m harness.virtual.benchmark_model --graph=PATH [flags]`` (the virtual
 phone's ``/data/local/tmp/benchmark_model`` is a launcher doing exactly that). Every timing is a
 real measurement of ``Interpreter.invoke()`` on this machine; nothing is invented or scaled. GPU
 and NNAPI delegates are emulated: the verdict follows the model's ops
-(:mod:`harness.devices.virtual.gpu_emulation`), the numerics of the outputs written by
+(:mod:`harness.virtual.benchmark_model.gpu_emulation`), the numerics of the outputs written by
 ``--output_filepath`` are recomputed after the runs, and the profile's
 ``.harness/virtual.json`` decides which backends exist. See docs/virtual-phone.md.
 
@@ -27,12 +27,25 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-from harness.devices.virtual import bm_flags
-from harness.devices.virtual.bm_stats import Out, PeakMemory, Stat, fmt_g, maxrss_kb, now_us, statm
-from harness.devices.virtual.gpu_emulation import Emulation, GpuPlan, plan_gpu, removed_backends
-from harness.devices.virtual.tflite_graph import Graph, GraphError, read_graph
 from harness.stdio import captured_fd2
 from harness.tflite.gpu_delegates import DEFAULT_GENERATION, GENERATIONS, Generation
+from harness.virtual.benchmark_model import flags as bm_flags
+from harness.virtual.benchmark_model.gpu_emulation import (
+    Emulation,
+    GpuPlan,
+    plan_gpu,
+    removed_backends,
+)
+from harness.virtual.benchmark_model.stats import (
+    Out,
+    PeakMemory,
+    Stat,
+    fmt_g,
+    maxrss_kb,
+    now_us,
+    statm,
+)
+from harness.virtual.benchmark_model.tflite_graph import Graph, GraphError, read_graph
 
 GPU_NAME = "TfLiteGpuDelegateV2"
 NNAPI_NAME = "TfLiteNnapiDelegate"
@@ -456,7 +469,7 @@ class Benchmark:
         if self.emulation is None:
             return [get(t) for t in self.graph.outputs]
         if self.emulation.faulted_ops(self.graph):  # faulted values flow on downstream
-            from harness.devices.virtual.tail_model import propagate
+            from harness.virtual.benchmark_model.tail_model import propagate
 
             get = propagate(self.model_data, self.graph, self.emulation, get)
         return self.emulation.outputs(self.graph, get)

@@ -12,9 +12,9 @@ import stat as stat_mod
 from pathlib import Path
 
 from harness.devices import wire
-from harness.devices.virtual.chaos import LinkChaos
-from harness.devices.virtual.sandbox import Sandbox, SandboxEscape
-from harness.devices.virtual.transport import ServiceHandler, Stream, StreamClosed
+from harness.virtual.chaos import LinkChaos
+from harness.virtual.sandbox import Sandbox, SandboxEscape
+from harness.virtual.transport import ServiceHandler, Stream, StreamClosed
 
 log = logging.getLogger("harness.virtual")
 

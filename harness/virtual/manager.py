@@ -1,6 +1,6 @@
 """Start, stop and list virtual phones.
 
-Each virtual phone is its own process (``harness.devices.virtual.server``) listening on
+Each virtual phone is its own process (``harness.virtual.server``) listening on
 127.0.0.1:PORT, registered with the adb server(s) by ``adb connect``. A registry file per phone
 (``HARNESS_HOME/virtual/<port>.json``) records pid, profile, sandbox and servers; the sandbox
 (``HARNESS_HOME/virtual/<profile>-<port>/root``) survives a restart, like a phone's storage.
@@ -26,15 +26,15 @@ from pathlib import Path
 from harness import config
 from harness.devices import adbkey
 from harness.devices.adb import AdbServer, connect, disconnect, ensure_server, server_environ
-from harness.devices.virtual.chaos import CHAOS_FILE, ChaosSpec, Drop, LinkFaults
-from harness.devices.virtual.profiles import (
+from harness.errors import UsageError, VirtualPhoneError
+from harness.virtual.chaos import CHAOS_FILE, ChaosSpec, Drop, LinkFaults
+from harness.virtual.profiles import (
     check_abi,
     load_profile,
     resolve_delegate,
     resolve_faults,
 )
-from harness.devices.virtual.server import BIND_HOST
-from harness.errors import UsageError, VirtualPhoneError
+from harness.virtual.server import BIND_HOST
 
 FIRST_PORT = 7401  # outside adb's emulator scan range (5555-5585)
 
@@ -170,7 +170,7 @@ def start(
     cmd = [
         sys.executable,
         "-m",
-        "harness.devices.virtual.server",
+        "harness.virtual.server",
         "--profile",
         profile_name,
         "--port",

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import config
+from harness.devices.info import VIRTUAL_ABI
 from harness.errors import UsageError
 from harness.tflite.gpu_delegates import DEFAULT_GENERATION, generation
 
-VIRTUAL_ABI = "harness-virtual"
 # ABIs a virtual phone may present instead (``harness virtual start --abi``): then the harness
 # takes a real phone's path (the ABI's pinned binary from the asset manifest, pushed and run).
 REAL_ABIS = ("arm64-v8a", "armeabi-v7a", "x86_64", "x86")
@@ -75,7 +75,7 @@ PHONE_FAULTS = ("unauthorized",)  # faults of the ADB endpoint itself (transport
 
 
 def known_faults() -> tuple[str, ...]:
-    from harness.devices.virtual.gpu_emulation import FAULT_NAMES
+    from harness.virtual.benchmark_model.gpu_emulation import FAULT_NAMES
 
     return (*PHONE_FAULTS, *FAULT_NAMES)
 
@@ -97,7 +97,7 @@ def resolve_faults(profile: Profile, requested: tuple[str, ...] = ()) -> tuple[s
     """The faults a phone runs with: the profile's defaults (``[virtual] faults``) plus the
     requested ones; ``none`` drops the defaults (``none,NAME`` = only NAME). Unknown names are
     a usage error."""
-    from harness.devices.virtual.gpu_emulation import RETIRED_FAULTS
+    from harness.virtual.benchmark_model.gpu_emulation import RETIRED_FAULTS
 
     known = known_faults()
     faults = list(profile.faults)

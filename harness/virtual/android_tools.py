@@ -29,7 +29,7 @@ from pathlib import Path
 APK_MAGIC = "HARNESS-VIRTUAL-APK 1"
 BENCHMARK_PACKAGE = "org.tensorflow.lite.benchmark"
 BENCHMARK_ACTIVITY = ".BenchmarkModelActivity"
-BENCHMARK_MODULE = "harness.devices.virtual.benchmark_model"
+BENCHMARK_MODULE = "harness.virtual.benchmark_model"
 
 
 def standin_apk(note: str = "") -> str:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.devices.virtual.sandbox import Sandbox, SandboxEscape
+from harness.virtual.sandbox import Sandbox, SandboxEscape
 
 
 def test_rewrite_only_device_roots(tmp_path):

@@ -19,8 +19,8 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as fb
 from ai_edge_litert.interpreter import Interpreter
 
-from harness.devices.virtual.gpu_emulation import Emulation
-from harness.devices.virtual.tflite_graph import Graph
+from harness.virtual.benchmark_model.gpu_emulation import Emulation
+from harness.virtual.benchmark_model.tflite_graph import Graph
 
 Getter = Callable[[int], np.ndarray]
 

@@ -11,11 +11,11 @@ from rich.table import Table
 
 from harness.devices.adb import resolve_servers
 from harness.devices.options import AdbOption, JsonOption
-from harness.devices.virtual import manager
-from harness.devices.virtual.chaos import parse_spec
-from harness.devices.virtual.profiles import available_profiles, load_profile
 from harness.tflite.gpu_delegates import GENERATIONS
 from harness.ui import console
+from harness.virtual import manager
+from harness.virtual.chaos import parse_spec
+from harness.virtual.profiles import available_profiles, load_profile
 
 app = typer.Typer(
     help="Virtual phones: ADB devices on 127.0.0.1 for machines without a phone.",

@@ -4,11 +4,11 @@ Importing numpy, LiteRT and the flatbuffer schema costs a fresh process a few hu
 milliseconds of CPU, paid again by every benchmark_model invocation (the accuracy pass runs one
 per eval image), and two virtual phones on a 2-core host pay it against each other and the
 harness. The virtual phone process starts this server once
-(``python -m harness.devices.virtual.bm_forkserver --root ROOT``): it imports everything, then
-waits on an abstract unix socket (:func:`harness.devices.virtual.bm_client.address`). Each
-request from :mod:`harness.devices.virtual.bm_client` carries argv, cwd, environment, umask,
+(``python -m harness.virtual.benchmark_model.forkserver --root ROOT``): it imports everything, then
+waits on an abstract unix socket (:func:`harness.virtual.benchmark_model.client.address`). Each
+request from :mod:`harness.virtual.benchmark_model.client` carries argv, cwd, environment, umask,
 CPU affinity and the client's stdin/stdout/stderr; the server forks, the child takes them over
-and runs :func:`harness.devices.virtual.benchmark_model.benchmark`, and the server reports the
+and runs :func:`harness.virtual.benchmark_model.tool.benchmark`, and the server reports the
 child's end (``exit N`` or ``signal N``) to the client.
 
 What the benchmark measures is unchanged: the same code times the same ``invoke()`` calls in a
@@ -40,7 +40,7 @@ import tempfile
 import traceback
 from dataclasses import dataclass
 
-from harness.devices.virtual import bm_client
+from harness.virtual.benchmark_model import client as bm_client
 
 _MAX_REQUEST = 1 << 20
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
@@ -79,8 +79,8 @@ def _inside(root: str, cwd: str, path: str) -> bool:
 
 def check_request(req: object, root: str) -> str | None:
     """Why ``req`` may not be served for the phone rooted at ``root`` (None: it may)."""
-    from harness.devices.virtual import bm_flags
-    from harness.devices.virtual.benchmark_model import Failed, _split_value_file
+    from harness.virtual.benchmark_model import flags as bm_flags
+    from harness.virtual.benchmark_model.tool import Failed, _split_value_file
 
     if not isinstance(req, dict):
         return "not a request"
@@ -236,8 +236,8 @@ class ForkServer:
         code = 70
         try:
             self._become_client(conn, req, fds)
-            from harness.devices.virtual.benchmark_model import benchmark
-            from harness.devices.virtual.bm_stats import Out
+            from harness.virtual.benchmark_model.stats import Out
+            from harness.virtual.benchmark_model.tool import benchmark
 
             code = benchmark([str(a) for a in req["argv"]], Out())
         except SystemExit as exc:
@@ -285,8 +285,8 @@ class ForkServer:
 
 def preload() -> None:
     """Everything an invocation imports, imported once before any fork."""
-    import harness.devices.virtual.benchmark_model  # noqa: F401
-    import harness.devices.virtual.tail_model  # noqa: F401
+    import harness.virtual.benchmark_model.tail_model  # noqa: F401
+    import harness.virtual.benchmark_model.tool  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:
