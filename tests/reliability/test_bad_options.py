@@ -98,7 +98,7 @@ def test_a_worker_bug_fails_its_cells_instead_of_dropping_them(
     )
     outcome = run_bench(opts)
     assert outcome.status == "partial"
-    assert len(outcome.cells) == 2 and not any(c.ok for c in outcome.cells)
+    assert len(outcome.cells) == 2 and not any(c.measured for c in outcome.cells)
     assert all("internal error: OverflowError" in c.reason for c in outcome.cells)
 
 
