@@ -107,4 +107,12 @@ def resume_plan(run_id: str, run: dict, given: dict, defaults: dict) -> dict:
             f"--resume {run_id}: device {extra[0]!r} is not in the run's plan "
             f"({', '.join(planned) or 'none'}); resume without --device, or with its serials"
         )
-    return {**stored, "devices": tuple(given.get("devices") or planned)}
+    # The plan's phones are reached through the adb servers they were measured through.
+    servers = tuple(
+        dict.fromkeys(DeviceId.from_json(d).server for d in config.get("device_ids") or [])
+    )
+    return {
+        **stored,
+        "devices": tuple(given.get("devices") or planned),
+        "adb": tuple(given.get("adb") or servers),
+    }
