@@ -42,24 +42,10 @@ _CELL_COLUMNS = (
 
 
 def _cell_row(cell: Cell) -> tuple:
-    dump = partial(json.dumps, sort_keys=True)
-    return (
-        cell.run_id,
-        cell.server,
-        cell.serial,
-        cell.variant_sha256,
-        cell.variant_id,
-        cell.delegate,
-        cell.status.value,
-        cell.reason,
-        cell.started,
-        cell.finished,
-        dump(cell.latency.to_json()),
-        dump(cell.accuracy.to_json()),
-        dump(cell.delegation.to_json()),
-        dump(cell.thermal),
-        cell.log,
-    )
+    c, dump = cell, partial(json.dumps, sort_keys=True)
+    values = (c.latency.to_json(), c.accuracy.to_json(), c.delegation.to_json(), c.thermal)
+    return (c.run_id, c.server, c.serial, c.variant_sha256, c.variant_id, c.delegate,
+            c.status.value, c.reason, c.started, c.finished, *map(dump, values), c.log)  # fmt: skip
 
 
 def _cell(row: tuple) -> Cell:
