@@ -36,6 +36,7 @@ class CheckResult:
     value: float | None
     passed: bool
     detail: str = ""
+    server: str = ""  # the adb server the device was reached through (with serial: which one)
 
     @property
     def where(self) -> str:
@@ -58,6 +59,7 @@ class CheckResult:
             "value": self.value,
             "passed": self.passed,
             "detail": self.detail,
+            "server": self.server,
         }
 
 
@@ -141,6 +143,7 @@ class _Judge:
             value=value,
             passed=passed,
             detail=detail,
+            server=cell.device.server,
         )
 
     def missing(self, cell: PlannedCell, t: Threshold, limit, run_status: str) -> CheckResult:

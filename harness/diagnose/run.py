@@ -215,7 +215,7 @@ def _notes(cells: list[MatrixCell], virtual: bool) -> list[str]:
             "virtual phone: latencies are host-CPU LiteRT timings, not phone timings "
             "(docs/virtual-phone.md); rank on a real phone before shipping"
         )
-    if any(c.cl_to_gl_fallback for c in cells):
+    if any(c.cell.delegation.cl_to_gl_fallback for c in cells):
         notes.append(
             "OpenCL is missing on this phone: the GPU delegate fell back to OpenGL "
             "(gpu cells ran on GL)"

@@ -21,7 +21,9 @@ def md(text: object) -> str:
 
 
 def _device(cell: ReportCell) -> str:
-    return md(cell.device_model) + (" **VIRTUAL**" if cell.virtual else "")
+    """The model; with ``SERIAL@SERVER`` when two adb servers list the cell's serial."""
+    shown = f" {md(cell.shown_serial)}" if cell.shown_serial != cell.serial else ""
+    return md(cell.device_model) + shown + (" **VIRTUAL**" if cell.virtual else "")
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:

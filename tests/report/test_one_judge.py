@@ -118,3 +118,30 @@ def test_bench_report_gate_and_diagnose_agree_on_every_cell(stored):
         assert entry.verdict == expected[variant].value
         assert entry.to_dict()["correct"] is (expected[variant] in (Verdict.CORRECT,
                                                                     Verdict.PARTIAL))  # fmt: skip
+
+
+def test_the_server_is_shown_only_when_it_disambiguates(tmp_path):
+    from harness.report.markdown import render_markdown
+
+    a, b = DeviceId("10.0.0.1:5037", "emulator-5554"), DeviceId("10.0.0.2:5037", "emulator-5554")
+    other = DeviceId("10.0.0.1:5037", "R58M123")
+    with Store(tmp_path / "r.db") as store:
+        run = store.create_run({"device_ids": [d.to_json() for d in (a, b, other)]})
+        for device in (a, b, other):
+            store.add_device(run, device, "SM-G973F", False, {})
+            store.record_cell(Cell(run, device, "s", "v", "cpu", latency=Latency(avg_ms=2.0)))
+        report = load_report(store, [run], with_samples=False)
+    loaded = report.runs[0]
+    assert sorted(d.shown for d in loaded.devices) == [
+        "R58M123", "emulator-5554@10.0.0.1:5037", "emulator-5554@10.0.0.2:5037"
+    ]  # fmt: skip
+    assert len(loaded.cells) == 3 and not loaded.missing
+    markdown = render_markdown(report)
+    assert "emulator-5554@10.0.0.1:5037" in markdown and "emulator-5554@10.0.0.2:5037" in markdown
+    assert "R58M123@" not in markdown
+    cells = json.loads(render_json(report))["runs"][0]["cells"]
+    assert sorted((c["serial"], c["server"]) for c in cells) == sorted(
+        (d.serial, d.server) for d in (a, b, other)
+    )
+    checks = evaluate(parse_policy('[[rule]]\nname = "any"\nmax_avg_ms = 10\n'), loaded).checks
+    assert sorted(c.server for c in checks) == sorted(d.server for d in (a, b, other))
