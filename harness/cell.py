@@ -74,13 +74,11 @@ def contains(keys: set[CellKey], key: CellKey) -> bool:
 def _num(value: Any) -> float | None:
     if value is None or isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    value = float(value)
     return value if math.isfinite(value) else None
 
 
 def _int(value: Any) -> int | None:
-    number = _num(value)
-    return int(number) if number is not None and number == int(number) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _str(value: Any) -> str | None:
@@ -92,21 +90,19 @@ def _bool(value: Any) -> bool | None:
 
 
 def _indices(value: Any) -> tuple[int, ...] | None:
-    if not isinstance(value, list):
+    if not isinstance(value, list) or not all(_int(i) is not None for i in value):
         return None
-    return tuple(i for i in value if isinstance(i, int) and not isinstance(i, bool))
+    return tuple(value)
 
 
 def _ops(value: Any) -> tuple[tuple[str, str], ...] | None:
+    """``[[op, reason], ...]``; anything else is kept as stored (and lists no op)."""
     if not isinstance(value, list):
         return None
-    out = []
-    for op in value:
-        if isinstance(op, list | tuple) and op:
-            out.append((str(op[0]), str(op[1]) if len(op) > 1 else ""))
-        elif isinstance(op, str):
-            out.append((op, ""))
-    return tuple(out)
+    pairs = [op for op in value if isinstance(op, list) and len(op) == 2]
+    if len(pairs) != len(value) or not all(isinstance(x, str) for op in pairs for x in op):
+        return None
+    return tuple((op, why) for op, why in pairs)
 
 
 class _Json:

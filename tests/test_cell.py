@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness.cell import (
     Accuracy,
@@ -146,3 +148,28 @@ def test_delegate_owns_its_facts():
     assert Delegate.CPU.color and Delegate.lookup("GPU-FP32") is Delegate.GPU_FP32
     assert Delegate.lookup("hexagon") is None and delegate_label("hexagon") == "hexagon"
     assert is_cpu_delegate("cpu1") and not is_cpu_delegate("nnapi")
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),  # fmt: skip
+    max_leaves=8,
+)
+
+
+def _documents(kind) -> st.SearchStrategy[dict]:
+    """JSON objects mixing the type's own keys (any value, well-formed or not) and others."""
+    from dataclasses import fields
+
+    names = [f.name for f in fields(kind) if f.name != "extra"] + ["other", "ci95_ms"]
+    return st.dictionaries(st.sampled_from(names), _JSON, max_size=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_any_stored_json_is_written_back_as_it_was(data):
+    for kind in (Latency, Delegation, Accuracy, Fidelity):
+        document = data.draw(_documents(kind))
+        assert kind.from_json(document).to_json() == document

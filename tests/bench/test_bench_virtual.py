@@ -91,7 +91,7 @@ def test_crash_hang_and_wrong_size_are_recorded(bench_model, phones, tmp_path):
         )
     finally:
         manager.set_chaos(phone.serial, [])
-    reasons = {c.variant_id: (c.status, c.reason) for c in out.cells}
+    reasons = {c.variant_id: (c.status.value, c.reason) for c in out.cells}
     assert out.status == "partial" and len(out.cells) == 4
     assert (
         reasons["softmax-fp32"][0] == "failed" and "crashed (SIGSEGV" in reasons["softmax-fp32"][1]

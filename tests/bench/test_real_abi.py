@@ -132,7 +132,7 @@ def test_apk_runner_hang_is_a_failed_cell_within_the_deadline(bench_model, arm_p
     finally:
         manager.set_chaos(arm_phone.serial, [])
     (cell,) = out.cells
-    assert cell.status == "failed" and "no timings in logcat after 3s" in cell.reason
+    assert not cell.measured and "no timings in logcat after 3s" in cell.reason
 
 
 @pytest.mark.parametrize("how", ["mismatch", "unpinned"])

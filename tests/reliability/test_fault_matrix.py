@@ -152,7 +152,7 @@ def _check_run(result, store, fault: Fault, total: int):
     run, cells = stored_cells(store, payload["run"])
     LEDGER.check(fault.name, payload, cells)
     reported = {(c["variant"], c["delegate"], c["status"], c["reason"]) for c in payload["cells"]}
-    assert reported == {(c.variant_id, c.delegate, c.status, c.reason) for c in cells}
+    assert reported == {(c.variant_id, c.delegate, c.status.value, c.reason) for c in cells}
     assert len(cells) == total and integrity_ok(store)
     for cell in cells:
         expected = next((r for v, r in fault.failed.items() if v == cell.variant_id), None)
