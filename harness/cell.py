@@ -39,6 +39,7 @@ __all__ = [
     "Latency",
     "Status",
     "Verdict",
+    "contains",
     "judge",
     "value_signature",
 ]
