@@ -29,16 +29,18 @@ from typing import Any
 from harness.cell import Accuracy, Cell, CellKey, Delegation, Latency, Status
 from harness.devices.identity import UNKNOWN_SERVER, DeviceId
 from harness.errors import UsageError
-from harness.store_schema import SCHEMA_VERSION, columns, expected_columns, migrate, statements
+from harness.store_schema import (
+    SCHEMA_STATEMENTS,
+    SCHEMA_VERSION,
+    columns,
+    expected_columns,
+    migrate,
+)
 
 __all__ = ["DEFAULT_STORE", "SCHEMA_VERSION", "Store", "encode_arrays"]
 
 DEFAULT_STORE = Path("results") / "harness.db"
 _BUSY_TIMEOUT = 30.0  # seconds a writer waits for another to finish
-_CELL_COLUMNS = (
-    "run_id, server, serial, variant_sha256, variant_id, delegate, status, reason, started, "
-    "finished, latency, accuracy, delegation, thermal, log"
-)
 
 
 def _cell_row(cell: Cell) -> tuple:
@@ -144,7 +146,7 @@ class Store:
         """Inside a transaction: create a new store, check the version, migrate an older one,
         and make sure every column this harness writes is there."""
         fresh = not self._tables()
-        for statement in statements():
+        for statement in SCHEMA_STATEMENTS:
             self.db.execute(statement)  # IF NOT EXISTS: adds only missing tables
         row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         version = SCHEMA_VERSION if fresh else int(row[0]) if row and row[0].isdigit() else 1
@@ -387,7 +389,6 @@ class Store:
     def record_cell(self, cell: Cell, outputs: bytes | None = None) -> None:
         """Commit one finished (or failed) cell; replaces an earlier attempt of the same cell
         (one stored before its server was recorded included: a resumed migrated run)."""
-        marks = ", ".join("?" * 16)
         with self.transaction() as db:
             db.execute(
                 "DELETE FROM cells WHERE run_id = ? AND server = ? AND serial = ? "
@@ -395,14 +396,18 @@ class Store:
                 (cell.run_id, UNKNOWN_SERVER, cell.serial, cell.variant_sha256, cell.delegate),
             )
             db.execute(
-                f"INSERT OR REPLACE INTO cells ({_CELL_COLUMNS}, outputs) VALUES ({marks})",
+                "INSERT OR REPLACE INTO cells (run_id, server, serial, variant_sha256, "
+                "variant_id, delegate, status, reason, started, finished, latency, accuracy, "
+                "delegation, thermal, log, outputs) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (*_cell_row(cell), outputs),
             )
 
     def cells(self, run_id: str) -> list[Cell]:
         rows = self.db.execute(
-            f"SELECT {_CELL_COLUMNS}, outputs IS NOT NULL FROM cells WHERE run_id = ? "
-            "ORDER BY serial, variant_id, delegate, server",
+            "SELECT run_id, server, serial, variant_sha256, variant_id, delegate, status, reason, "
+            "started, finished, latency, accuracy, delegation, thermal, log, outputs IS NOT NULL "
+            "FROM cells WHERE run_id = ? ORDER BY serial, variant_id, delegate, server",
             (run_id,),
         )
         return [_cell(r) for r in rows]

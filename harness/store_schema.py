@@ -76,12 +76,27 @@ CREATE TABLE IF NOT EXISTS diagnoses (
 """
 
 
-def statements() -> list[str]:
-    return [s for s in SCHEMA.split(";") if s.strip()]
+SCHEMA_STATEMENTS = tuple(s for s in SCHEMA.split(";") if s.strip())
 
-
-def _create_statement(table: str) -> str:
-    return next(s for s in statements() if f"EXISTS {table} (" in s)
+# Schema 3: ``server`` joins the primary keys of devices and cells. SQLite cannot alter a key:
+# each table is renamed, created anew (SCHEMA_STATEMENTS) and filled from the old one. Schema 2
+# recorded no server, so old rows get 'unknown' (identity.UNKNOWN_SERVER). Literal SQL only
+# (tests/reliability/test_security.py checks that no SQL text is built from values).
+_OLD_TABLES_V3 = (
+    "ALTER TABLE devices RENAME TO devices_v2",
+    "ALTER TABLE cells RENAME TO cells_v2",
+)
+_COPY_V3 = (
+    "INSERT INTO devices (run_id, server, serial, model, virtual, info) "
+    "SELECT run_id, 'unknown', serial, model, virtual, info FROM devices_v2",
+    "INSERT INTO cells (run_id, server, serial, variant_sha256, variant_id, delegate, status, "
+    "reason, started, finished, latency, accuracy, delegation, thermal, log, outputs) "
+    "SELECT run_id, 'unknown', serial, variant_sha256, variant_id, delegate, status, reason, "
+    "started, finished, latency, accuracy, delegation, thermal, log, outputs FROM cells_v2",
+    "DROP TABLE devices_v2",
+    "DROP TABLE cells_v2",
+)
+assert "'unknown'" in _COPY_V3[0] and UNKNOWN_SERVER == "unknown"
 
 
 def columns(db: sqlite3.Connection, table: str) -> set[str]:
@@ -92,7 +107,7 @@ def expected_columns() -> dict[str, set[str]]:
     """The columns of every table, as this harness creates them."""
     db = sqlite3.connect(":memory:")
     try:
-        for statement in statements():
+        for statement in SCHEMA_STATEMENTS:
             db.execute(statement)
         tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         return {t: columns(db, t) for t in tables}
@@ -100,27 +115,16 @@ def expected_columns() -> dict[str, set[str]]:
         db.close()
 
 
-def _add_server(db: sqlite3.Connection, table: str) -> None:
-    """Schema 3: ``server`` joins the primary key of ``table`` (a rebuild: SQLite cannot alter
-    a key). Rows from before record no server: they get :data:`UNKNOWN_SERVER`."""
-    if "server" in columns(db, table):
-        return
-    old = [c for c in columns(db, table)]
-    db.execute(f"ALTER TABLE {table} RENAME TO {table}_v2")
-    db.execute(_create_statement(table))
-    names = ", ".join(old)
-    db.execute(
-        f"INSERT INTO {table} (server, {names}) SELECT ?, {names} FROM {table}_v2",
-        (UNKNOWN_SERVER,),
-    )
-    db.execute(f"DROP TABLE {table}_v2")
-
-
 def migrate(db: sqlite3.Connection, version: int) -> None:
     """Bring a store of ``version`` up to :data:`SCHEMA_VERSION` (in the caller's transaction):
-    1 -> 2 adds ``runs.pid``; 2 -> 3 adds ``server`` to the keys of ``devices`` and ``cells``."""
+    1 -> 2 adds ``runs.pid``; 2 -> 3 adds ``server`` to the keys of ``devices`` and ``cells``
+    (every row kept, server 'unknown')."""
     if version < 2 and "pid" not in columns(db, "runs"):
         db.execute("ALTER TABLE runs ADD COLUMN pid INTEGER")
-    if version < 3:
-        _add_server(db, "devices")
-        _add_server(db, "cells")
+    if version < 3 and "server" not in columns(db, "cells"):
+        for statement in _OLD_TABLES_V3:
+            db.execute(statement)
+        for statement in SCHEMA_STATEMENTS:  # IF NOT EXISTS: creates the two new tables
+            db.execute(statement)
+        for statement in _COPY_V3:
+            db.execute(statement)
