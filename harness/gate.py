@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.cell import METRICS
 from harness.errors import UsageError
-from harness.policy import CPU_DELEGATES, Policy, Rule, Threshold
+from harness.policy import Policy, Rule, Threshold
 from harness.report import formatting as fmt
 from harness.report.compare import change_pct, match_cells
-from harness.report.data import CellData, PlannedCell, RunData
+from harness.report.data import PlannedCell, ReportCell, RunData
+from harness.runner.flags import is_cpu_delegate
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class CheckResult:
     value: float | None
     passed: bool
     detail: str = ""
+    server: str = ""  # the adb server the device was reached through (with serial: which one)
 
     @property
     def where(self) -> str:
@@ -56,6 +59,7 @@ class CheckResult:
             "value": self.value,
             "passed": self.passed,
             "detail": self.detail,
+            "server": self.server,
         }
 
 
@@ -107,19 +111,19 @@ def format_limit(t: Threshold, limit) -> str:
     return f"{op} {_format(t, float(limit))}"
 
 
-_EXTRACT = {
-    "max_avg_ms": lambda c: c.avg_ms,
-    "max_p95_ms": lambda c: c.p95_ms,
-    "max_spread_pct": lambda c: c.spread_pct,
-    "max_init_ms": lambda c: c.init_ms,
-    "min_iou_ref": lambda c: c.iou_ref,
-    "min_iou_gt": lambda c: c.iou_gt,
-    "max_nan": lambda c: None if c.nonfinite is None else float(c.nonfinite),
+_METRIC_OF = {  # threshold key -> harness.cell.METRICS key
+    "max_avg_ms": "avg_ms",
+    "max_p95_ms": "p95_ms",
+    "max_spread_pct": "spread_pct",
+    "max_init_ms": "init_ms",
+    "min_iou_ref": "iou_ref",
+    "min_iou_gt": "iou_gt",
+    "max_nan": "nonfinite",
 }
 
 
 class _Judge:
-    def __init__(self, rule: Rule, baseline_of: dict[CellData, CellData] | None) -> None:
+    def __init__(self, rule: Rule, baseline_of: dict[ReportCell, ReportCell] | None) -> None:
         self.rule = rule
         self.baseline_of = baseline_of
 
@@ -139,36 +143,40 @@ class _Judge:
             value=value,
             passed=passed,
             detail=detail,
+            server=cell.device.server,
         )
 
     def missing(self, cell: PlannedCell, t: Threshold, limit, run_status: str) -> CheckResult:
         why = f"not measured: the cell is in the plan but has no result (run {run_status})"
         return self._result(cell, t, limit, fmt.MISSING, None, False, why)
 
-    def judge(self, cell: CellData, t: Threshold, limit) -> CheckResult:
-        if not cell.ok:
-            reason = f"cell {cell.status}: {cell.reason or 'no reason recorded'}"
+    def check(self, cell: ReportCell, t: Threshold, limit) -> CheckResult:
+        """One threshold of one cell. Whether the cell was measured is the cell's judge's call
+        (:func:`harness.cell.judge`); the thresholds are the gate's."""
+        if not cell.outcome.measured:
+            reason = f"cell {cell.outcome.detail}"
             return self._result(cell, t, limit, fmt.MISSING, None, False, reason)
         if t.key == "full_delegation":
-            verdict = cell.verdict
+            verdict = cell.delegation.verdict
             if verdict == "full":
                 return self._result(cell, t, limit, "full", None, True)
             detail = f"delegation verdict {verdict or 'not recorded'}"
-            if cell.delegate in CPU_DELEGATES:
+            if is_cpu_delegate(cell.delegate):
                 detail += " (a CPU delegate has nothing to delegate: narrow the rule's delegate)"
-            elif cell.unsupported_ops:
-                ops = ", ".join(op for op, _ in cell.unsupported_ops)
+            elif cell.delegation.ops:
+                ops = ", ".join(op for op, _ in cell.delegation.ops)
                 detail += f"; unsupported ops: {ops}"
             return self._result(cell, t, limit, verdict or fmt.MISSING, None, False, detail)
         if t.key == "max_regression_pct":
             return self._regression(cell, t, limit)
-        value = _EXTRACT[t.key](cell)
+        value = METRICS[_METRIC_OF[t.key]](cell)
+        value = None if value is None else float(value)
         if value is None:
             return self._result(cell, t, limit, fmt.MISSING, None, False, "not measured")
         passed = value <= limit if t.kind == "max" else value >= limit
         return self._result(cell, t, limit, _format(t, value), value, passed)
 
-    def _regression(self, cell: CellData, t: Threshold, limit) -> CheckResult:
+    def _regression(self, cell: ReportCell, t: Threshold, limit) -> CheckResult:
         base = (self.baseline_of or {}).get(cell)
         if base is None:
             why = "no baseline cell for this device, variant and delegate"
@@ -176,13 +184,15 @@ class _Judge:
         if base.virtual != cell.virtual:
             why = "baseline cell is " + ("virtual" if base.virtual else "on a real phone")
             return self._result(cell, t, limit, fmt.MISSING, None, False, why + ": not comparable")
-        if not base.ok:
-            why = f"baseline cell {base.status}: {base.reason or 'no reason recorded'}"
+        if not base.outcome.measured:
+            why = f"baseline cell {base.outcome.detail}"
             return self._result(cell, t, limit, fmt.MISSING, None, False, why)
-        value = change_pct(cell.avg_ms, base.avg_ms)
+        value = change_pct(cell.latency.avg_ms, base.latency.avg_ms)
         if value is None:
             return self._result(cell, t, limit, fmt.MISSING, None, False, "latency not measured")
-        detail = f"{fmt.ms(base.avg_ms)} -> {fmt.ms(cell.avg_ms)} ms vs {base.run_id}"
+        detail = (
+            f"{fmt.ms(base.latency.avg_ms)} -> {fmt.ms(cell.latency.avg_ms)} ms vs {base.run_id}"
+        )
         return self._result(cell, t, limit, _format(t, value), value, value <= limit, detail)
 
 
@@ -230,7 +240,7 @@ def evaluate(policy: Policy, run: RunData, baseline: RunData | None = None) -> G
             checks.append(_no_match(rule, run))
             continue
         for cell in cells:
-            checks.extend(judge.judge(cell, t, limit) for t, limit in rule.limits)
+            checks.extend(judge.check(cell, t, limit) for t, limit in rule.limits)
         for cell in planned:
             checks.extend(judge.missing(cell, t, limit, run.status) for t, limit in rule.limits)
     return GateResult(policy, run, baseline, tuple(checks))

@@ -75,7 +75,6 @@ MATCH_KEYS = ("name", "device", "variant", "delegate")
 RULE_KEYS = MATCH_KEYS + tuple(THRESHOLD_KEYS)
 GATE_KEYS = ("baseline",)
 TOP_KEYS = ("gate", "rule")
-CPU_DELEGATES = ("cpu", "cpu1")
 
 
 def _is_glob(pattern: str) -> bool:
@@ -268,7 +267,7 @@ def _rule(raw: Any, index: int, lines: _KeyLines, err: _Errors) -> Rule:
 def _check_delegates(
     patterns: tuple[str, ...], raw: dict, line: int, err: _Errors, where: str
 ) -> None:
-    from harness.runner.flags import Delegate
+    from harness.runner.flags import Delegate, is_cpu_delegate
 
     known = tuple(d.value for d in Delegate)
     for pattern in patterns:
@@ -276,7 +275,7 @@ def _check_delegates(
             raise err.fail(
                 line, f"{where}: unknown delegate {pattern!r} (known: {', '.join(known)})"
             )
-    cpu = [p for p in patterns if p in CPU_DELEGATES]
+    cpu = [p for p in patterns if is_cpu_delegate(p)]
     if raw.get("full_delegation") is True and cpu:
         raise err.fail(
             line,

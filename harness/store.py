@@ -6,8 +6,9 @@ several processes write one store safely (SQLite serializes writers; readers nev
 Only parameterized SQL is used.
 
 ``meta.schema_version`` is checked on open: a store from a newer harness is refused (one line,
-exit 2) before anything is measured, an older one is migrated (:data:`_MIGRATIONS`), and a
-store whose tables lack a column this harness writes is refused too. Commands that only read
+exit 2) before anything is measured, an older one is migrated (:mod:`harness.store_schema`),
+and a store whose tables lack a column this harness writes is refused too. Cells are read and
+written as :class:`harness.cell.Cell`; nothing outside this module runs SQL on a store. Commands that only read
 (``Store(path, create=False)``) never write a schema into a file that is not a store.
 """
 
@@ -21,129 +22,54 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from harness.cell import Accuracy, Cell, CellKey, Delegation, Latency, Status
+from harness.devices.identity import UNKNOWN_SERVER, DeviceId
 from harness.errors import UsageError
+from harness.store_schema import (
+    SCHEMA_STATEMENTS,
+    SCHEMA_VERSION,
+    columns,
+    expected_columns,
+    migrate,
+)
+
+__all__ = ["DEFAULT_STORE", "SCHEMA_VERSION", "Store", "encode_arrays"]
 
 DEFAULT_STORE = Path("results") / "harness.db"
 _BUSY_TIMEOUT = 30.0  # seconds a writer waits for another to finish
-SCHEMA_VERSION = 2
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    created REAL NOT NULL,
-    finished REAL,
-    status TEXT NOT NULL,              -- running | complete | partial | interrupted
-    config TEXT NOT NULL,              -- JSON: the plan (devices, variants, delegates, counts)
-    host TEXT NOT NULL,
-    harness_version TEXT NOT NULL,
-    pid INTEGER                        -- the bench process (a dead one: the run was killed)
-);
-CREATE TABLE IF NOT EXISTS tags (
-    name TEXT PRIMARY KEY,
-    run_id TEXT NOT NULL REFERENCES runs(id),
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS devices (
-    run_id TEXT NOT NULL REFERENCES runs(id),
-    serial TEXT NOT NULL,
-    model TEXT NOT NULL,
-    virtual INTEGER NOT NULL,
-    info TEXT NOT NULL,                -- JSON DeviceInfo snapshot
-    PRIMARY KEY (run_id, serial)
-);
-CREATE TABLE IF NOT EXISTS variants (
-    sha256 TEXT PRIMARY KEY,
-    variant_id TEXT NOT NULL,
-    model TEXT NOT NULL,
-    spec TEXT NOT NULL                 -- JSON manifest entry (or inferred spec)
-);
-CREATE TABLE IF NOT EXISTS evalsets (
-    fingerprint TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    data BLOB NOT NULL                 -- compressed npz: images uint8 [N,H,W,C], masks [N,H,W]
-);
-CREATE TABLE IF NOT EXISTS cells (
-    run_id TEXT NOT NULL REFERENCES runs(id),
-    serial TEXT NOT NULL,
-    variant_sha256 TEXT NOT NULL,
-    variant_id TEXT NOT NULL,
-    delegate TEXT NOT NULL,
-    status TEXT NOT NULL,              -- ok | failed
-    reason TEXT NOT NULL DEFAULT '',
-    started REAL NOT NULL,
-    finished REAL NOT NULL,
-    latency TEXT NOT NULL DEFAULT '{}',
-    accuracy TEXT NOT NULL DEFAULT '{}',
-    delegation TEXT NOT NULL DEFAULT '{}',
-    thermal TEXT NOT NULL DEFAULT '{}',
-    log TEXT NOT NULL DEFAULT '',
-    outputs BLOB,                      -- npz of pulled outputs, see encode_arrays (may be NULL)
-    PRIMARY KEY (run_id, serial, variant_sha256, delegate)
-);
-CREATE TABLE IF NOT EXISTS diagnoses (
-    run_id TEXT PRIMARY KEY REFERENCES runs(id),
-    created REAL NOT NULL,
-    data TEXT NOT NULL                 -- JSON: harness diagnose's diagnosis (docs/diagnose.md)
-);
-"""
-
-# Migrations of older stores, each applied where its column is missing. Schema 2 added
-# runs.pid (version 1 stores written before it lack it).
-_ADDED_COLUMNS = ("ALTER TABLE runs ADD COLUMN pid INTEGER",)
 
 
-def _columns(db: sqlite3.Connection, table: str) -> set[str]:
-    return {r[0] for r in db.execute("SELECT name FROM pragma_table_info(?)", (table,))}
+def _cell_row(cell: Cell) -> tuple:
+    c, dump = cell, partial(json.dumps, sort_keys=True)
+    values = (c.latency.to_json(), c.accuracy.to_json(), c.delegation.to_json(), c.thermal)
+    return (c.run_id, c.server, c.serial, c.variant_sha256, c.variant_id, c.delegate,
+            c.status.value, c.reason, c.started, c.finished, *map(dump, values), c.log)  # fmt: skip
 
 
-def _expected_columns() -> dict[str, set[str]]:
-    """The columns of every table, as this harness creates them."""
-    db = sqlite3.connect(":memory:")
-    try:
-        for statement in filter(str.strip, _SCHEMA.split(";")):
-            db.execute(statement)
-        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        return {t: _columns(db, t) for t in tables}
-    finally:
-        db.close()
-
-
-@dataclass(frozen=True)
-class CellKey:
-    serial: str
-    variant_sha256: str
-    delegate: str
-
-
-@dataclass(frozen=True)
-class CellRecord:
-    run_id: str
-    serial: str
-    variant_sha256: str
-    variant_id: str
-    delegate: str
-    status: str
-    reason: str
-    started: float
-    finished: float
-    latency: dict
-    accuracy: dict
-    delegation: dict
-    thermal: dict
-    log: str
-
-    @property
-    def key(self) -> CellKey:
-        return CellKey(self.serial, self.variant_sha256, self.delegate)
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
+def _cell(row: tuple) -> Cell:
+    run_id, server, serial, sha, variant_id, delegate, status, reason, started, finished = row[:10]
+    latency, accuracy, delegation, thermal = (json.loads(v) for v in row[10:14])
+    return Cell(
+        run_id=run_id,
+        device=DeviceId(server, serial),
+        variant_sha256=sha,
+        variant_id=variant_id,
+        delegate=delegate,
+        status=Status.MEASURED if status == Status.MEASURED.value else Status.FAILED,
+        reason=reason,
+        started=started,
+        finished=finished,
+        latency=Latency.from_json(latency),
+        accuracy=Accuracy.from_json(accuracy),
+        delegation=Delegation.from_json(delegation),
+        thermal=thermal if isinstance(thermal, dict) else {},
+        log=row[14],
+        has_outputs=bool(row[15]),
+    )
 
 
 def _gone(host: str, pid: int | None) -> bool:
@@ -220,7 +146,7 @@ class Store:
         """Inside a transaction: create a new store, check the version, migrate an older one,
         and make sure every column this harness writes is there."""
         fresh = not self._tables()
-        for statement in filter(str.strip, _SCHEMA.split(";")):
+        for statement in SCHEMA_STATEMENTS:
             self.db.execute(statement)  # IF NOT EXISTS: adds only missing tables
         row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         version = SCHEMA_VERSION if fresh else int(row[0]) if row and row[0].isdigit() else 1
@@ -230,17 +156,14 @@ class Store:
                 f"knows up to {SCHEMA_VERSION}): upgrade harness to use it"
             )
         if version < SCHEMA_VERSION:
-            for statement in _ADDED_COLUMNS:
-                _, _, table, _, _, column, *_ = statement.split()
-                if column not in _columns(self.db, table):
-                    self.db.execute(statement)
+            migrate(self.db, version)
         if row is None or row[0] != str(SCHEMA_VERSION):  # a store that is read is not written
             self.db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
             )
-        for table, columns in _expected_columns().items():
-            if missing := sorted(columns - _columns(self.db, table)):
+        for table, expected in expected_columns().items():
+            if missing := sorted(expected - columns(self.db, table)):
                 raise UsageError(
                     f"{self.path}: table {table} lacks column {missing[0]}: not a store this "
                     "harness can use (a newer or altered schema)"
@@ -359,6 +282,18 @@ class Store:
             raise UsageError(f"no run or tag {ref!r} in {self.path}")
         return row[0]
 
+    def has_run(self, run_id: str) -> bool:
+        return bool(self.db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone())
+
+    def tagged(self, name: str) -> str | None:
+        """The run the tag ``name`` names, or None."""
+        row = self.db.execute("SELECT run_id FROM tags WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def tags(self, run_id: str) -> tuple[str, ...]:
+        rows = self.db.execute("SELECT name FROM tags WHERE run_id = ? ORDER BY name", (run_id,))
+        return tuple(r[0] for r in rows)
+
     def tag(self, run_id: str, name: str) -> None:
         self.run(run_id)
         with self.transaction() as db:
@@ -368,22 +303,40 @@ class Store:
             )
 
     # -- devices and variants ------------------------------------------------------------------
-    def add_device(self, run_id: str, serial: str, model: str, virtual: bool, info: dict) -> None:
+    def add_device(
+        self, run_id: str, device: DeviceId, model: str, virtual: bool, info: dict
+    ) -> None:
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO devices (run_id, serial, model, virtual, info) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (run_id, serial, model, int(virtual), json.dumps(info, sort_keys=True)),
+                "INSERT OR REPLACE INTO devices (run_id, server, serial, model, virtual, info) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    device.server,
+                    device.serial,
+                    model,
+                    int(virtual),
+                    json.dumps(info, sort_keys=True),
+                ),
             )
 
     def devices(self, run_id: str) -> list[dict]:
+        """``{"id": DeviceId, "server", "serial", "model", "virtual", "info"}`` per device."""
         rows = self.db.execute(
-            "SELECT serial, model, virtual, info FROM devices WHERE run_id = ? ORDER BY serial",
+            "SELECT server, serial, model, virtual, info FROM devices WHERE run_id = ? "
+            "ORDER BY serial, server",
             (run_id,),
         )
         return [
-            {"serial": s, "model": m, "virtual": bool(v), "info": json.loads(i)}
-            for s, m, v, i in rows
+            {
+                "id": DeviceId(server, s),
+                "server": server,
+                "serial": s,
+                "model": m,
+                "virtual": bool(v),
+                "info": json.loads(i),
+            }
+            for server, s, m, v, i in rows
         ]
 
     def add_variant(self, sha256: str, variant_id: str, model: str, spec: dict) -> None:
@@ -433,70 +386,45 @@ class Store:
             return row[0], np.array(data["images"]), masks
 
     # -- cells ---------------------------------------------------------------------------------
-    def record_cell(self, cell: CellRecord, outputs: bytes | None = None) -> None:
-        """Commit one finished (or failed) cell; replaces an earlier attempt of the same cell."""
+    def record_cell(self, cell: Cell, outputs: bytes | None = None) -> None:
+        """Commit one finished (or failed) cell; replaces an earlier attempt of the same cell
+        (one stored before its server was recorded included: a resumed migrated run)."""
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO cells (run_id, serial, variant_sha256, variant_id, "
-                "delegate, status, reason, started, finished, latency, accuracy, delegation, "
-                "thermal, log, outputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    cell.run_id,
-                    cell.serial,
-                    cell.variant_sha256,
-                    cell.variant_id,
-                    cell.delegate,
-                    cell.status,
-                    cell.reason,
-                    cell.started,
-                    cell.finished,
-                    json.dumps(cell.latency, sort_keys=True),
-                    json.dumps(cell.accuracy, sort_keys=True),
-                    json.dumps(cell.delegation, sort_keys=True),
-                    json.dumps(cell.thermal, sort_keys=True),
-                    cell.log,
-                    outputs,
-                ),
+                "DELETE FROM cells WHERE run_id = ? AND server = ? AND serial = ? "
+                "AND variant_sha256 = ? AND delegate = ?",
+                (cell.run_id, UNKNOWN_SERVER, cell.serial, cell.variant_sha256, cell.delegate),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO cells (run_id, server, serial, variant_sha256, "
+                "variant_id, delegate, status, reason, started, finished, latency, accuracy, "
+                "delegation, thermal, log, outputs) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*_cell_row(cell), outputs),
             )
 
-    def cells(self, run_id: str) -> list[CellRecord]:
+    def cells(self, run_id: str) -> list[Cell]:
         rows = self.db.execute(
-            "SELECT run_id, serial, variant_sha256, variant_id, delegate, status, reason, started, "
-            "finished, latency, accuracy, delegation, thermal, log FROM cells WHERE run_id = ? "
-            "ORDER BY serial, variant_id, delegate",
+            "SELECT run_id, server, serial, variant_sha256, variant_id, delegate, status, reason, "
+            "started, finished, latency, accuracy, delegation, thermal, log, outputs IS NOT NULL "
+            "FROM cells WHERE run_id = ? ORDER BY serial, variant_id, delegate, server",
             (run_id,),
         )
-        return [
-            CellRecord(
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                r[6],
-                r[7],
-                r[8],
-                json.loads(r[9]),
-                json.loads(r[10]),
-                json.loads(r[11]),
-                json.loads(r[12]),
-                r[13],
-            )
-            for r in rows
-        ]
+        return [_cell(r) for r in rows]
 
-    def done_keys(self, run_id: str, only_ok: bool = False) -> set[CellKey]:
-        query = "SELECT serial, variant_sha256, delegate FROM cells WHERE run_id = ?"
-        if only_ok:
-            query += " AND status = 'ok'"
-        return {CellKey(*row) for row in self.db.execute(query, (run_id,))}
+    def done_keys(self, run_id: str, only_measured: bool = False) -> set[CellKey]:
+        query = "SELECT server, serial, variant_sha256, delegate FROM cells WHERE run_id = ?"
+        params: tuple = (run_id,)
+        if only_measured:
+            query, params = query + " AND status = ?", (run_id, Status.MEASURED.value)
+        rows = self.db.execute(query, params)
+        return {CellKey(DeviceId(server, serial), sha, d) for server, serial, sha, d in rows}
 
     def outputs(self, run_id: str, key: CellKey) -> bytes | None:
         row = self.db.execute(
-            "SELECT outputs FROM cells WHERE run_id = ? AND serial = ? AND variant_sha256 = ? "
-            "AND delegate = ?",
-            (run_id, key.serial, key.variant_sha256, key.delegate),
+            "SELECT outputs FROM cells WHERE run_id = ? AND server = ? AND serial = ? "
+            "AND variant_sha256 = ? AND delegate = ?",
+            (run_id, key.device.server, key.device.serial, key.variant_sha256, key.delegate),
         ).fetchone()
         return row[0] if row else None
 

@@ -11,6 +11,7 @@ import math
 import socket
 from pathlib import Path
 
+from harness.devices.identity import DeviceId
 from harness.errors import DeviceBusy, UsageError
 
 MAX_SECONDS = 86400.0  # one day: the longest wait or timeout any option accepts
@@ -96,10 +97,22 @@ def resume_plan(run_id: str, run: dict, given: dict, defaults: dict) -> dict:
                 f"--resume {run_id}: {_flag(key)} {now} differs from the run's plan "
                 f"({value}); a resumed run keeps its plan (start a new run to change it)"
             )
-    planned = list(config.get("devices") or [])
-    if extra := [d for d in given.get("devices", ()) if d not in planned]:
+    serials = list(config.get("devices") or [])
+    ids = [str(DeviceId.from_json(d)) for d in config.get("device_ids") or []]
+    # A plan from schema 3 on names each phone with its adb server (SERIAL@SERVER): a serial
+    # that two servers list is resumed on both, never one twice.
+    planned = ids or serials
+    if extra := [d for d in given.get("devices", ()) if d not in planned + serials]:
         raise UsageError(
             f"--resume {run_id}: device {extra[0]!r} is not in the run's plan "
             f"({', '.join(planned) or 'none'}); resume without --device, or with its serials"
         )
-    return {**stored, "devices": tuple(given.get("devices") or planned)}
+    # The plan's phones are reached through the adb servers they were measured through.
+    servers = tuple(
+        dict.fromkeys(DeviceId.from_json(d).server for d in config.get("device_ids") or [])
+    )
+    return {
+        **stored,
+        "devices": tuple(given.get("devices") or planned),
+        "adb": tuple(given.get("adb") or servers),
+    }

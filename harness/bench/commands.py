@@ -10,9 +10,9 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from harness.cell import Cell, Verdict
 from harness.devices.options import AdbOption, DeviceOption, JsonOption
 from harness.errors import PartialRun
-from harness.store import CellRecord
 from harness.ui import console, err_console
 
 # I/O overrides shared by bench and diagnose (harness.convert.iospec resolves them).
@@ -83,25 +83,25 @@ def print_warnings(warnings: list[str] | tuple[str, ...]) -> None:
         console().print(f"[yellow]warning:[/] {escape(warning)}")
 
 
-def _cell_row(cell: CellRecord) -> tuple[str, ...]:
-    lat = cell.latency.get("avg_ms")
-    acc = cell.accuracy.get("vs_reference") or {}
-    gt = cell.accuracy.get("vs_gt") or {}
-    sig = cell.accuracy.get("signature", "")
-    status = (
-        "[green]ok[/]"
-        if cell.ok and sig == "ok"
-        else (f"[yellow]{sig}[/]" if cell.ok else f"[red]failed[/]: {cell.reason[:60]}")
-    )
+def _cell_row(cell: Cell) -> tuple[str, ...]:
+    """One row of the live table; the last column is the judge's verdict (harness.cell)."""
+    lat, outcome = cell.latency, cell.outcome
+    iou, gt = cell.accuracy.reference.iou, cell.accuracy.gt.iou
+    if not outcome.measured:
+        status = f"[red]failed[/]: {cell.reason[:60]}"
+    elif outcome.verdict is Verdict.CORRECT:
+        status = "[green]ok[/]"
+    else:
+        status = f"[yellow]{outcome.verdict.value}[/]"
     return (
         cell.serial,
         cell.variant_id,
         cell.delegate,
-        f"{lat:.3f}" if lat is not None else "-",
-        f"{cell.latency.get('spread_pct', 0):.1f}%" if lat is not None else "-",
-        f"{acc['iou']:.4f}" if "iou" in acc else "-",
-        f"{gt['iou']:.4f}" if "iou" in gt else "-",
-        cell.delegation.get("verdict", "-") or "-",
+        f"{lat.avg_ms:.3f}" if lat.avg_ms is not None else "-",
+        f"{lat.spread_pct or 0:.1f}%" if lat.avg_ms is not None else "-",
+        f"{iou:.4f}" if iou is not None else "-",
+        f"{gt:.4f}" if gt is not None else "-",
+        cell.delegation.verdict or "-",
         status,
     )
 
@@ -274,7 +274,7 @@ def bench(
             live.start()
             state["live"] = live
 
-    def on_cell(cell: CellRecord) -> None:
+    def on_cell(cell: Cell) -> None:
         rows.append(_cell_row(cell))
         state["pending"] -= 1
         if state["live"] is not None:
@@ -305,13 +305,15 @@ def bench(
                     "cells": [
                         {
                             "device": c.serial,
+                            "server": c.server,
                             "variant": c.variant_id,
                             "delegate": c.delegate,
-                            "status": c.status,
+                            "status": c.status.value,
+                            "outcome": c.outcome.verdict.value,
                             "reason": c.reason,
-                            "latency": c.latency,
-                            "accuracy": c.accuracy,
-                            "delegation": c.delegation,
+                            "latency": c.latency.to_json(),
+                            "accuracy": c.accuracy.to_json(),
+                            "delegation": c.delegation.to_json(),
                         }
                         for c in outcome.cells
                     ],

@@ -1,4 +1,5 @@
-"""Compare device outputs with references: metrics and failure signatures (pure numpy)."""
+"""Compare device outputs with references: the metrics (pure numpy). What they mean for the
+cell (its signature) is :func:`harness.cell.judge`'s call."""
 
 from __future__ import annotations
 
@@ -8,9 +9,6 @@ import numpy as np
 
 from harness import metrics
 from harness.evalset import IGNORE
-
-WRONG_IOU = 0.9  # below this vs the desktop reference, a cell's output is "wrong"
-WRONG_MAX_ABS = 0.1
 
 
 def _finite(x: np.ndarray) -> np.ndarray:
@@ -77,21 +75,6 @@ def vs_reference(
         "inverted": inverted,
         "worst": [int(i) for i in np.argsort(per_image)[:3]],
     }
-
-
-def signature(ref: dict) -> str:
-    """The primary failure signature of a cell vs its reference (docs/results-schema.md)."""
-    if ref["nan"] or ref["inf"]:
-        return "nan"
-    if ref["constant"] and ref["iou"] < WRONG_IOU:
-        return "constant"
-    if ref["inverted"]:
-        return "inverted"
-    if ref["sum_to_one_err"] is not None and ref["sum_to_one_err"] > 0.01:
-        return "sum!=1"
-    if ref["iou"] < WRONG_IOU or ref["max_abs"] > WRONG_MAX_ABS:
-        return "wrong"
-    return "ok"
 
 
 def vs_float(device_fg: np.ndarray, device_mask: np.ndarray, float_fg: np.ndarray) -> dict:

@@ -14,7 +14,8 @@ import numpy as np
 
 from harness.bench import compare
 from harness.bench.plan import Target
-from harness.store import CellRecord, Store, encode_arrays
+from harness.cell import Accuracy, Cell, Fidelity, Status, value_signature
+from harness.store import Store, encode_arrays
 
 if TYPE_CHECKING:
     from harness.bench.run import _Shared
@@ -40,7 +41,7 @@ def _decode(
     return fg, mask, probs, whole
 
 
-def _accuracy(shared: _Shared, target: Target, raw: np.ndarray) -> tuple[dict, bytes]:
+def _accuracy(shared: _Shared, target: Target, raw: np.ndarray) -> tuple[Accuracy, bytes]:
     """The host part of a cell: device outputs decoded and compared -> (accuracy, blob)."""
     fg, mask, probs, whole = _decode(raw, target)
     ref_fg, ref_mask = shared.references[target.sha256]
@@ -54,7 +55,7 @@ def _accuracy(shared: _Shared, target: Target, raw: np.ndarray) -> tuple[dict, b
         "vs_gt": compare.vs_gt(mask, shared.gt)
         if shared.gt is not None and shared.gt.shape == mask.shape
         else None,
-        "signature": compare.signature(ref),
+        "signature": value_signature(Fidelity.from_json(ref)).value,
     }
     if shared.full_res is not None and accuracy["vs_gt"] is not None:
         from harness.evalset import full_resolution_iou
@@ -69,7 +70,7 @@ def _accuracy(shared: _Shared, target: Target, raw: np.ndarray) -> tuple[dict, b
             "device_raw": raw,
         }
     )
-    return accuracy, outputs
+    return Accuracy.from_json(accuracy), outputs
 
 
 class _Finisher:
@@ -86,9 +87,9 @@ class _Finisher:
         with shared.lock:
             shared.finishers.append(self)
 
-    def submit(self, cell: CellRecord, target: Target, raw: np.ndarray | None = None) -> None:
+    def submit(self, cell: Cell, target: Target, raw: np.ndarray | None = None) -> None:
         with self.shared.lock:
-            self.shared.submitted.add((cell.serial, cell.variant_sha256, cell.delegate))
+            self.shared.submitted.add(cell.key)
         self.jobs.put((cell, target, raw))
 
     def close(self, timeout: float | None = None) -> None:
@@ -113,19 +114,20 @@ class _Finisher:
         finally:
             store.close()
 
-    def _finish(self, store: Store, cell: CellRecord, target: Target, raw) -> None:
+    def _finish(self, store: Store, cell: Cell, target: Target, raw) -> None:
         outputs = None
-        if cell.ok and raw is not None:
+        if cell.measured and raw is not None:
             try:
                 accuracy, outputs = _accuracy(self.shared, target, raw)
                 cell = replace(cell, accuracy=accuracy)
             except Exception as exc:  # outputs the manifest cannot decode: a finding
-                cell = replace(cell, status="failed", reason=f"outputs not decodable: {exc}")
+                reason = f"outputs not decodable: {exc}"
+                cell = replace(cell, status=Status.FAILED, reason=reason)
         _commit(store, self.shared, cell, outputs)
 
 
-def _commit(store: Store, shared: _Shared, cell: CellRecord, outputs: bytes | None = None) -> None:
-    store.record_cell(cell, outputs if cell.ok else None)
+def _commit(store: Store, shared: _Shared, cell: Cell, outputs: bytes | None = None) -> None:
+    store.record_cell(cell, outputs if cell.measured else None)
     with shared.lock:
         shared.outcome.cells.append(cell)
     shared.on_cell(cell)

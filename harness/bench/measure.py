@@ -14,6 +14,7 @@ import numpy as np
 
 from harness.bench.plan import Target
 from harness.bench.stage import KERNEL_CACHE, REMOTE_ROOT, Staged
+from harness.cell import DELEGATE_FAILED
 from harness.devices.device import Device, quote, sh_join
 from harness.errors import DeviceTimeout
 from harness.runner import (
@@ -70,8 +71,8 @@ def _stats_ms(value: float | None) -> float | None:
 
 
 def _failure(result_code: int, log: BenchmarkLog) -> str | None:
-    if log.verdict.value == "failed":
-        return "delegate failed: " + (log.error_lines[0] if log.error_lines else "no detail")
+    if log.verdict.value == "failed":  # the judge reads this prefix (harness.cell.judge)
+        return f"{DELEGATE_FAILED}: " + (log.error_lines[0] if log.error_lines else "no detail")
     if result_code in _SIGNALS:
         return f"benchmark_model crashed ({_SIGNALS[result_code]}, exit {result_code})" + (
             f": {log.error_lines[0]}" if log.error_lines else ""
@@ -120,7 +121,7 @@ def _invoker(device: Device, staged: Staged, inv: BenchmarkInvocation, s: Settin
 
 def delegation(log: BenchmarkLog, delegate: Delegate) -> dict:
     return {
-        "verdict": log.verdict.value if delegate.is_gpu or delegate.value == "nnapi" else "none",
+        "verdict": log.verdict.value if delegate.has_delegation_verdict else "none",
         "unsupported_ops": [[u.op, u.reason] for u in log.unsupported_ops],
         "gpu_backend": log.gpu_backend.value if log.gpu_backend else None,
         "cl_to_gl_fallback": bool(log.cl_to_gl_fallback),

@@ -3,7 +3,7 @@
 One worker thread per device; cells run sequentially on a device and in parallel across
 devices. Every cell is committed to the store when it finishes (its own connection per
 worker), so Ctrl-C or a lost device never loses a finished cell; ``resume`` runs only the
-cells the store does not have as ``ok`` (missing and failed ones).
+cells the store does not have as measured (missing and failed ones).
 
 Faults (docs/reliability.md): transfers and read-only commands are retried with backoff
 (``Device.retrying``); a benchmark_model crash, hang or bad output is recorded as the cell's
@@ -37,6 +37,7 @@ from harness.bench.plan import (
     resolve_targets,
 )
 from harness.bench.stage import Staged, local_inputs, stage
+from harness.cell import Accuracy, Cell, CellKey, Delegation, Latency, Status, contains
 from harness.convert.iospec import IoOptions
 from harness.devices import adb
 from harness.devices.device import Device
@@ -51,7 +52,7 @@ from harness.errors import (
     UsageError,
 )
 from harness.runner import Delegate
-from harness.store import CellKey, CellRecord, Store
+from harness.store import Store
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class BenchOptions:
 class Outcome:
     run_id: str
     status: str
-    cells: list[CellRecord] = field(default_factory=list)
+    cells: list[Cell] = field(default_factory=list)
     bytes_sent: int = 0
     bytes_skipped: int = 0
     device_seconds: float = 0.0  # wall time of benchmark_model commands on the devices (summed)
@@ -114,8 +115,8 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)  # I/O spec warnings (e.g. normalization)
 
     @property
-    def failed(self) -> list[CellRecord]:
-        return [c for c in self.cells if not c.ok]
+    def failed(self) -> list[Cell]:
+        return [c for c in self.cells if not c.measured]
 
 
 @dataclass
@@ -131,13 +132,13 @@ class _Shared:
     settings: Settings
     cooldown: float | None
     stop: threading.Event
-    on_cell: Callable[[CellRecord], None]
+    on_cell: Callable[[Cell], None]
     lock: threading.Lock = field(default_factory=threading.Lock)
     outcome: Outcome | None = None
     finishers: list = field(default_factory=list)  # one _Finisher per device
     require_cool: float | None = None
     cool_wait: float = 600.0
-    submitted: set = field(default_factory=set)  # (serial, variant sha256, delegate) handed on
+    submitted: set = field(default_factory=set)  # CellKeys handed on
     full_res: object | None = None  # harness.evalset.EvalFolder for --full-res-iou
 
 
@@ -195,7 +196,7 @@ def _stage(device: Device, info: DeviceInfo, shared: _Shared, budget: float) -> 
 
 def _cell(
     shared: _Shared,
-    serial: str,
+    entry: adb.DeviceEntry,
     target: Target,
     delegate: Delegate,
     *,
@@ -207,31 +208,31 @@ def _cell(
     delegation: dict | None = None,
     thermal: dict | None = None,
     log: str = "",
-) -> CellRecord:
-    """The store record of one cell, finished now."""
-    return CellRecord(
+) -> Cell:
+    """The store record of one cell, finished now (``status``: ok = measured, or failed)."""
+    return Cell(
         run_id=shared.run_id,
-        serial=serial,
+        device=entry.id,
         variant_sha256=target.sha256,
         variant_id=target.variant_id,
         delegate=delegate.value,
-        status=status,
+        status=Status(status),
         reason=reason,
         started=started,
         finished=time.time(),
-        latency=latency or {},
-        accuracy=accuracy or {},
-        delegation=delegation or {},
+        latency=Latency.from_json(latency),
+        accuracy=Accuracy.from_json(accuracy),
+        delegation=Delegation.from_json(delegation),
         thermal=thermal or {},
         log=log,
     )
 
 
 def _failed_cell(
-    shared: _Shared, serial: str, target: Target, delegate: Delegate, reason: str
-) -> CellRecord:
+    shared: _Shared, entry: adb.DeviceEntry, target: Target, delegate: Delegate, reason: str
+) -> Cell:
     return _cell(
-        shared, serial, target, delegate, started=time.time(), status="failed", reason=reason
+        shared, entry, target, delegate, started=time.time(), status="failed", reason=reason
     )
 
 
@@ -253,9 +254,7 @@ def _worker(
         except HarnessError as exc:  # staging failed: every cell of this device fails with it
             for target, delegate in cells:
                 reason = f"staging failed: {exc}"
-                finisher.submit(
-                    _failed_cell(shared, entry.serial, target, delegate, reason), target
-                )
+                finisher.submit(_failed_cell(shared, entry, target, delegate, reason), target)
             return
         with shared.lock:
             shared.outcome.bytes_sent += staged.bytes_sent
@@ -272,9 +271,7 @@ def _worker(
                 return
             if lost:
                 reason = f"device lost: {lost}"
-                finisher.submit(
-                    _failed_cell(shared, entry.serial, target, delegate, reason), target
-                )
+                finisher.submit(_failed_cell(shared, entry, target, delegate, reason), target)
                 continue
             if n and cooldown:
                 time.sleep(cooldown)
@@ -341,8 +338,8 @@ def _worker(
                     break
             if shared.stop.is_set() and record["status"] != "ok":
                 return  # interrupted mid-cell: not a finding, resume measures it
-            cell = _cell(shared, entry.serial, target, delegate, started=started, **record)
-            finisher.submit(cell, target, raw if cell.ok else None)
+            cell = _cell(shared, entry, target, delegate, started=started, **record)
+            finisher.submit(cell, target, raw if cell.measured else None)
     finally:
         finisher.close()
 
@@ -366,8 +363,8 @@ def _guarded_worker(
         finisher = _Finisher(shared, entry.serial)
         try:
             for target, delegate in cells:
-                if (entry.serial, target.sha256, delegate.value) not in shared.submitted:
-                    cell = _failed_cell(shared, entry.serial, target, delegate, reason)
+                if CellKey(entry.id, target.sha256, delegate.value) not in shared.submitted:
+                    cell = _failed_cell(shared, entry, target, delegate, reason)
                     finisher.submit(cell, target)
         finally:
             finisher.close()
@@ -389,7 +386,7 @@ def run_bench(
     opts: BenchOptions,
     resume: str | None = None,
     on_start: Callable[[str, list[tuple[str, str, str]]], None] | None = None,
-    on_cell: Callable[[CellRecord], None] | None = None,
+    on_cell: Callable[[Cell], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
 ) -> Outcome:
     from harness.reference import EvalSet, reference_outputs
@@ -402,7 +399,7 @@ def run_bench(
             run_id = prior.resolve_run(resume)
             prior_run = prior.run(run_id)
             config = prior_run["config"]
-            done = prior.done_keys(run_id, only_ok=True)  # failed cells are measured again
+            done = prior.done_keys(run_id, only_measured=True)  # failed: measured again
         defaults = asdict(BenchOptions(model=""))
         plan = checks.resume_plan(run_id, prior_run, asdict(opts), defaults)
         opts = BenchOptions(**{**asdict(opts), **plan})
@@ -465,6 +462,7 @@ def run_bench(
                 "repeats": opts.repeats,
                 "threads": opts.threads,
                 "devices": [e.serial for e, _ in devices],
+                "device_ids": [e.id.to_json() for e, _ in devices],
                 "variants": [t.config_entry() for t in targets],
                 "warnings": warnings,
                 "delegates": [d.value for d in delegates],
@@ -479,7 +477,7 @@ def run_bench(
         for (entry, _), info, state in zip(devices, infos, states, strict=True):
             extra = {"state": state.to_json(), "state_warnings": warn_state(state)}
             store.add_device(
-                run_id, entry.serial, info.model, info.virtual, {**info.to_json(), **extra}
+                run_id, entry.id, info.model, info.virtual, {**info.to_json(), **extra}
             )
         for t in targets:
             store.add_variant(t.sha256, t.variant_id, model_name, t.spec)
@@ -491,7 +489,7 @@ def run_bench(
                 (t, d)
                 for t in targets
                 for d in delegates
-                if CellKey(entry.serial, t.sha256, d.value) not in done
+                if not contains(done, CellKey(entry.id, t.sha256, d.value))
             ]
             outcome.skipped_cells += len(targets) * len(delegates) - len(cells)
             plan_rows += [(entry.serial, t.variant_id, d.value) for t, d in cells]
@@ -545,12 +543,10 @@ def run_bench(
                 signal.signal(signal.SIGTERM, previous)
         all_cells = store.cells(run_id)
         planned = {
-            CellKey(e.serial, t.sha256, d.value)
-            for e, _ in devices
-            for t in targets
-            for d in delegates
+            CellKey(e.id, t.sha256, d.value) for e, _ in devices for t in targets for d in delegates
         }
-        whole = all(c.ok for c in all_cells) and planned <= {c.key for c in all_cells}
+        stored = {c.key for c in all_cells}
+        whole = all(c.measured for c in all_cells) and all(contains(stored, k) for k in planned)
         outcome.status = "complete" if whole else "partial"
         store.finish_run(run_id, outcome.status)
         outcome.wall_seconds = time.monotonic() - wall0

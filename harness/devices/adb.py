@@ -21,6 +21,7 @@ from pathlib import Path
 import adbutils
 
 from harness import config
+from harness.devices.identity import DeviceId
 from harness.errors import AdbUnavailable, DeviceNotFound, DeviceUnavailable, UsageError
 
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -176,6 +177,11 @@ class DeviceEntry:
     tags: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
+    def id(self) -> DeviceId:
+        """The phone's identity: (this adb server, serial)."""
+        return DeviceId(self.server.address, self.serial)
+
+    @property
     def model_code(self) -> str:
         """The model as the phone names it: adb turns '-' and ' ' into '_' in ``devices -l``."""
         return self.model.replace("_", "-")
@@ -238,8 +244,9 @@ def match(entry: DeviceEntry, pattern: str) -> bool:
 
 
 def select_devices(entries: Sequence[DeviceEntry], patterns: Sequence[str]) -> list[DeviceEntry]:
-    """Resolve ``--device`` patterns. A serial or model prefix must name exactly one device;
-    a glob may name several. No pattern: exactly one device must be connected."""
+    """Resolve ``--device`` patterns. A serial or model prefix must name exactly one device
+    (``SERIAL@HOST:PORT`` names a serial that several adb servers list); a glob may name
+    several. No pattern: exactly one device must be connected."""
     if not patterns:
         usable = [e for e in entries if e.state == "device"]
         if len(usable) == 1:
@@ -251,13 +258,15 @@ def select_devices(entries: Sequence[DeviceEntry], patterns: Sequence[str]) -> l
         )
     chosen: list[DeviceEntry] = []
     for pattern in patterns:
-        exact = [e for e in entries if e.serial == pattern]
+        exact = [e for e in entries if pattern in (e.serial, str(e.id))]
         found = exact or [e for e in entries if match(e, pattern)]
         if not found:
             raise DeviceNotFound(f"no device matches {pattern!r}; {_describe(entries)}")
         if len(found) > 1 and not _is_glob(pattern):
-            names = ", ".join(f"{e.serial} ({e.model_code})" for e in found)
-            raise DeviceNotFound(f"{pattern!r} is ambiguous: it matches {names}; use a serial")
+            names = ", ".join(f"{e.id} ({e.model_code})" for e in found)
+            raise DeviceNotFound(
+                f"{pattern!r} is ambiguous: it matches {names}; use a serial (SERIAL@SERVER)"
+            )
         for entry in found:
             if entry.state != "device":
                 raise DeviceUnavailable(

@@ -277,7 +277,7 @@ class Device:
 
     def lock(self, wait: float = 0.0) -> DeviceLock:
         """A per-device lock: two harness processes never measure on one phone at once."""
-        return DeviceLock(self.entry.server.address, self.serial, wait=wait)
+        return DeviceLock(self.entry.id, wait=wait)
 
     def reconnect(self, timeout: float = 20.0) -> None:
         """Bring the phone back after it dropped: restart a local adb server that died, then

@@ -11,11 +11,15 @@ import re
 import time
 
 from harness import config
+from harness.devices.identity import DeviceId
 from harness.errors import DeviceBusy
 
 
 class DeviceLock:
-    def __init__(self, server: str, serial: str, wait: float = 0.0) -> None:
+    """The lock of one phone, by its identity (adb server, serial)."""
+
+    def __init__(self, device: DeviceId, wait: float = 0.0) -> None:
+        server, serial = device
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{server}-{serial}")
         lock_dir = config.home_dir() / "locks"
         lock_dir.mkdir(parents=True, exist_ok=True)

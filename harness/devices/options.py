@@ -21,7 +21,8 @@ DeviceOption = Annotated[
         "--device",
         "-d",
         metavar="SERIAL|MODEL|GLOB",
-        help="Device by serial, model-code prefix (SM-G973 matches SM-G973F) or glob (repeatable).",
+        help="Device by serial (SERIAL@HOST:PORT when two adb servers list it), model-code "
+        "prefix (SM-G973 matches SM-G973F) or glob (repeatable).",
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]

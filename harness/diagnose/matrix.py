@@ -1,75 +1,69 @@
 """The matrix: one verdict per (head, delegate) cell, from a bench run's stored cells.
 
-Values are judged against the desktop reference of the same variant (the bench's signature:
-NaN/Inf, constant, inverted, sum != 1, wrong); a cell whose values are right but whose graph
-was split between GPU and CPU is ``partial`` (and the ops that fell back are listed); a delegate
-that could not start is ``delegate-failed``.
+The verdict is the cell's one judge (:func:`harness.cell.judge`): values vs the desktop
+reference of the same variant (NaN/Inf, constant, inverted, sum != 1, wrong), ``partial`` when
+the values are right but the graph was split between the delegate and the CPU (the ops that
+fell back are listed), ``delegate-failed`` when the delegate could not start. Diagnose adds
+only evidence: NaN/Inf counted over the stored raw outputs, and the log line that says why a
+delegate failed.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
-from harness.runner import parse_delegate
-from harness.store import CellRecord
+from harness.cell import Cell, CellOutcome, Verdict, judge
+from harness.runner.flags import Delegate, delegate_label
 
-__all__ = ["CORRECT", "VERDICTS", "Cell", "classify", "delegate_label", "is_gpu"]
+__all__ = ["VERDICTS", "MatrixCell", "classify", "delegate_label"]
 
 VERDICTS: dict[str, str] = {
-    "ok": "ok",
-    "partial": "partial delegation",
-    "wrong": "wrong values",
-    "nan": "NaN/Inf",
-    "constant": "constant output",
-    "inverted": "inverted mask",
-    "sum!=1": "sum != 1",
-    "delegate-failed": "delegate failed",
-    "failed": "failed",
-}
-CORRECT = ("ok", "partial")
-
-_DELEGATE_LABELS = {
-    "cpu": "CPU",
-    "cpu1": "CPU (1 thread)",
-    "gpu": "GPU FP16",
-    "gpu-fp32": "GPU FP32",
-    "gpu-cl": "GPU FP16 (OpenCL)",
-    "gpu-gl": "GPU FP16 (OpenGL)",
-    "nnapi": "NNAPI",
+    Verdict.CORRECT.value: "ok",
+    Verdict.PARTIAL.value: "partial delegation",
+    Verdict.WRONG.value: "wrong values",
+    Verdict.NAN.value: "NaN/Inf",
+    Verdict.CONSTANT.value: "constant output",
+    Verdict.INVERTED.value: "inverted mask",
+    Verdict.SUM_NOT_ONE.value: "sum != 1",
+    Verdict.DELEGATE_FAILED.value: "delegate failed",
+    Verdict.FAILED.value: "failed",
 }
 
 
-def delegate_label(delegate: str) -> str:
-    return _DELEGATE_LABELS.get(delegate, delegate)
+@dataclass(frozen=True, eq=False)
+class MatrixCell:
+    """A stored cell as diagnose's matrix shows it: the cell, its head and its judgement."""
 
-
-@dataclass(frozen=True)
-class Cell:
-    serial: str
-    variant: str
+    cell: Cell
     head: str
-    delegate: str
-    verdict: str  # a key of VERDICTS
-    reason: str = ""  # why a cell failed (one line from the bench)
-    latency_ms: float | None = None
-    iou: float | None = None  # mask IoU vs the desktop reference of the same variant
-    iou_gt: float | None = None  # vs the eval set's ground truth
-    max_abs: float | None = None
-    nan: int = 0
-    sum_to_one_err: float | None = None
-    delegation: str = "none"  # none | full | partial | not_applied | failed
-    fallback_ops: list[str] = field(default_factory=list)
-    gpu_backend: str | None = None
-    cl_to_gl_fallback: bool = False
-    worst: list[int] = field(default_factory=list)
+    outcome: CellOutcome
+    nan: int = 0  # NaN + Inf in the device output (the raw outputs' count when larger)
+    reason: str = ""  # why the cell failed (the delegate's own error line when there is one)
+    worst: tuple[int, ...] = ()  # eval inputs worth probing, worst first
+
+    @property
+    def serial(self) -> str:
+        return self.cell.serial
+
+    @property
+    def variant(self) -> str:
+        return self.cell.variant_id
+
+    @property
+    def delegate(self) -> str:
+        return self.cell.delegate
+
+    @property
+    def verdict(self) -> str:
+        return self.outcome.verdict.value
 
     @property
     def correct(self) -> bool:
-        return self.verdict in CORRECT
+        return self.outcome.correct
 
     @property
     def values_wrong(self) -> bool:
-        return self.verdict not in CORRECT and self.verdict not in ("delegate-failed", "failed")
+        return self.outcome.values_wrong
 
     @property
     def label(self) -> str:
@@ -82,21 +76,64 @@ class Cell:
 
     @property
     def precision(self) -> str:
-        try:
-            return parse_delegate(self.delegate).precision
-        except Exception:  # an unknown delegate name in an old store
-            return "fp32"
+        known = Delegate.lookup(self.delegate)
+        return known.precision if known else "fp32"  # an unknown name in an old store
+
+    @property
+    def latency_ms(self) -> float | None:
+        return self.cell.latency.avg_ms
+
+    @property
+    def iou(self) -> float | None:
+        return self.cell.accuracy.reference.iou
+
+    @property
+    def iou_gt(self) -> float | None:
+        return self.cell.accuracy.gt.iou
+
+    @property
+    def fallback_ops(self) -> list[str]:
+        return [f"{op}: {why}" if why else op for op, why in self.cell.delegation.ops]
+
+    @property
+    def delegation(self) -> str:
+        """none | full | partial | not_applied | failed."""
+        if not self.outcome.measured:
+            return "failed" if self.outcome.verdict is Verdict.DELEGATE_FAILED else "none"
+        return self.cell.delegation.verdict or "none"
 
     def to_dict(self) -> dict:
-        data = asdict(self)
-        data.update(label=self.label, correct=self.correct, config=self.config)
-        return data
+        c, measured = self.cell, self.outcome.measured
+        ref = c.accuracy.reference
+        return {
+            "serial": c.serial,
+            "server": c.server,
+            "variant": self.variant,
+            "head": self.head,
+            "delegate": self.delegate,
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "latency_ms": self.latency_ms if measured else None,
+            "iou": self.iou if measured else None,
+            "iou_gt": c.accuracy.gt.iou if measured else None,
+            "max_abs": ref.max_abs if measured else None,
+            "nan": self.nan,
+            "sum_to_one_err": ref.sum_to_one_err if measured else None,
+            "delegation": self.delegation,
+            "fallback_ops": self.fallback_ops if measured else [],
+            "gpu_backend": c.delegation.gpu_backend if measured else None,
+            "cl_to_gl_fallback": bool(c.delegation.cl_to_gl_fallback) if measured else False,
+            "worst": list(self.worst),
+            "label": self.label,
+            "correct": self.correct,
+            "config": self.config,
+        }
 
 
 _CAUSES = ("TfLiteGpuDelegate Init:", "dlopen failed", "failed to prepare", "Failed to apply")
 
 
-def _cause(cell: CellRecord) -> str:
+def _cause(cell: Cell) -> str:
     """The line of a failed cell's log that says why the delegate did not start."""
     for marker in _CAUSES:
         for line in (cell.log or "").splitlines():
@@ -105,50 +142,19 @@ def _cause(cell: CellRecord) -> str:
     return cell.reason
 
 
-def classify(cell: CellRecord, head: str, raw_nonfinite: int | None = None) -> Cell:
-    """The verdict of one stored bench cell. ``raw_nonfinite`` counts NaN/Inf over the whole
-    output tensor from the stored raw outputs (the bench counts every channel too; this also
-    covers cells stored before it did, whose signature a NaN background made ``sum!=1``)."""
-    base = dict(serial=cell.serial, variant=cell.variant_id, head=head, delegate=cell.delegate)
-    if not cell.ok:
-        failed = cell.reason.startswith("delegate failed")
-        return Cell(
-            **base,
-            verdict="delegate-failed" if failed else "failed",
-            reason=_cause(cell) if failed else cell.reason,
-            delegation="failed" if failed else "none",
-        )
-    ref = (cell.accuracy or {}).get("vs_reference") or {}
-    gt = (cell.accuracy or {}).get("vs_gt") or {}
-    dele = cell.delegation or {}
-    signature = (cell.accuracy or {}).get("signature", "ok")
-    fallback = [f"{op}: {why}" if why else op for op, why in dele.get("unsupported_ops", [])]
-    verdict = signature
-    nan = int(ref.get("nan", 0) or 0) + int(ref.get("inf", 0) or 0)
+def classify(
+    cell: Cell, head: str, raw_nonfinite: int | None = None, worst: list[int] | None = None
+) -> MatrixCell:
+    """The matrix entry of one stored bench cell. ``raw_nonfinite`` counts NaN/Inf over the
+    whole output tensor from the stored raw outputs (the bench counts every channel too; this
+    also covers cells stored before it did, whose signature a NaN background made ``sum!=1``);
+    ``worst``: the inputs to probe (default: the bench's worst IoU first)."""
+    outcome = judge(cell, raw_nonfinite)
+    if not outcome.measured:
+        failed = outcome.verdict is Verdict.DELEGATE_FAILED
+        return MatrixCell(cell, head, outcome, reason=_cause(cell) if failed else cell.reason)
+    nan = cell.accuracy.reference.nonfinite or 0
     if raw_nonfinite:
-        verdict, nan = "nan", max(nan, raw_nonfinite)
-    is_accel = cell.delegate not in ("cpu", "cpu1")
-    if signature == "ok" and is_accel and dele.get("verdict") in ("partial", "not_applied"):
-        verdict = "partial"
-    return Cell(
-        **base,
-        verdict=verdict,
-        latency_ms=(cell.latency or {}).get("avg_ms"),
-        iou=ref.get("iou"),
-        iou_gt=gt.get("iou"),
-        max_abs=ref.get("max_abs"),
-        nan=nan,
-        sum_to_one_err=ref.get("sum_to_one_err"),
-        delegation=str(dele.get("verdict", "none")),
-        fallback_ops=fallback,
-        gpu_backend=dele.get("gpu_backend"),
-        cl_to_gl_fallback=bool(dele.get("cl_to_gl_fallback")),
-        worst=list(ref.get("worst", [])),
-    )
-
-
-def is_gpu(delegate: str) -> bool:
-    try:
-        return parse_delegate(delegate).is_gpu
-    except Exception:
-        return False
+        nan = max(nan, raw_nonfinite)
+    default = list(cell.accuracy.reference.worst or ())
+    return MatrixCell(cell, head, outcome, nan=nan, worst=tuple(worst or default))

@@ -10,13 +10,13 @@ threshold on the CPU, CPU only, and the other heads on the same delegate.
 
 from __future__ import annotations
 
-from harness.diagnose.matrix import Cell
+from harness.diagnose.matrix import MatrixCell
 
 __all__ = ["recommend"]
 
 
 def _entry(
-    cell: Cell | None, kind: str, best: Cell | None, note: str = "", missing: str = ""
+    cell: MatrixCell | None, kind: str, best: MatrixCell | None, note: str = "", missing: str = ""
 ) -> dict:
     if cell is None:
         return {"kind": kind, "config": None, "measured": False, "note": missing or "not measured"}
@@ -40,11 +40,11 @@ def _entry(
     }
 
 
-def _find(cells: list[Cell], head: str, delegate: str) -> Cell | None:
+def _find(cells: list[MatrixCell], head: str, delegate: str) -> MatrixCell | None:
     return next((c for c in cells if c.head == head and c.delegate == delegate), None)
 
 
-def _summary(cell: Cell) -> str:
+def _summary(cell: MatrixCell) -> str:
     parts = []
     if cell.iou is not None:
         parts.append(f"IoU {cell.iou:.3f}")
@@ -56,7 +56,7 @@ def _summary(cell: Cell) -> str:
     return text
 
 
-def recommend(cells: list[Cell]) -> dict:
+def recommend(cells: list[MatrixCell]) -> dict:
     """The recommendation for one phone's matrix (JSON-ready)."""
     timed = [c for c in cells if c.correct and c.latency_ms is not None]
     # Fully delegated (or CPU) cells first: a partial delegation pays GPU<->CPU copies and

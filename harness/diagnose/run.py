@@ -18,24 +18,25 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from harness.bench import checks
 from harness.bench.measure import Settings
-from harness.bench.plan import Target, eval_images, resolve_targets
+from harness.bench.plan import Target, eval_images, resolve_delegates, resolve_targets
 from harness.bench.run import BenchOptions, run_bench
+from harness.cell import Cell
 from harness.convert.iospec import IoOptions
 from harness.diagnose.exposure import Finding, explain, exposure
 from harness.diagnose.localize import DEFAULT_TOLERANCE, localize
-from harness.diagnose.matrix import Cell, classify, delegate_label
+from harness.diagnose.matrix import MatrixCell, classify
 from harness.diagnose.plan import plan_model
 from harness.diagnose.recommend import recommend
 from harness.errors import UsageError
 from harness.reference import EvalSet, preprocess
-from harness.runner import parse_delegate
-from harness.store import CellRecord, Store
+from harness.runner import Delegate, delegate_label
+from harness.store import Store
 from harness.tflite.gpu_delegates import GENERATIONS
 
 __all__ = ["DEFAULT_DELEGATES", "SCHEMA", "DiagnoseOptions", "run_diagnose"]
@@ -88,11 +89,11 @@ def _head(target: Target) -> str:
     )
 
 
-def _evidence(store: Store, cell: CellRecord, target: Target | None) -> tuple[int | None, list]:
+def _evidence(store: Store, cell: Cell, target: Target | None) -> tuple[int | None, list]:
     """From the cell's pulled outputs: NaN/Inf over every channel (None when not stored) and the
     eval images ordered worst first (most NaN/Inf, then largest error vs the desktop), which
     are the ones worth probing."""
-    if target is None or not cell.ok:
+    if target is None or not cell.measured:
         return None, []
     blob = store.outputs(cell.run_id, cell.key)
     if not blob:
@@ -151,7 +152,7 @@ def _device(serial: str, opts: DiagnoseOptions):
 
 def _localize_device(
     device,
-    cells: list[Cell],
+    cells: list[MatrixCell],
     opts: DiagnoseOptions,
     targets: dict[str, Target],
     eval_set: EvalSet,
@@ -175,7 +176,7 @@ def _localize_device(
                 device,
                 info,
                 target,
-                parse_delegate(cell.delegate),
+                Delegate(cell.delegate),  # measured by this run: a known name
                 eval_set,
                 sorted(images),
                 tolerance=opts.tolerance,
@@ -207,14 +208,14 @@ def _localize_device(
     return out
 
 
-def _notes(cells: list[Cell], virtual: bool) -> list[str]:
+def _notes(cells: list[MatrixCell], virtual: bool) -> list[str]:
     notes = []
     if virtual:
         notes.append(
             "virtual phone: latencies are host-CPU LiteRT timings, not phone timings "
             "(docs/virtual-phone.md); rank on a real phone before shipping"
         )
-    if any(c.cl_to_gl_fallback for c in cells):
+    if any(c.cell.delegation.cl_to_gl_fallback for c in cells):
         notes.append(
             "OpenCL is missing on this phone: the GPU delegate fell back to OpenGL "
             "(gpu cells ran on GL)"
@@ -286,7 +287,7 @@ def _runtime_evidence(reports: list[dict]) -> None:
 _ENTRY_KEYS = ("config", "variant", "delegate", "verdict", "label", "correct", "latency_ms", "iou")
 
 
-def _summary(cells: list[Cell], locs: list[dict], largest: dict | None) -> str:
+def _summary(cells: list[MatrixCell], locs: list[dict], largest: dict | None) -> str:
     wrong = [c for c in cells if c.values_wrong]
     if not wrong:
         text = f"no failure: {sum(c.correct for c in cells)} of {len(cells)} cells correct"
@@ -316,7 +317,7 @@ def _summary(cells: list[Cell], locs: list[dict], largest: dict | None) -> str:
 def run_diagnose(
     opts: DiagnoseOptions,
     progress: Progress | None = None,
-    on_cell: Callable[[CellRecord], None] | None = None,
+    on_cell: Callable[[Cell], None] | None = None,
 ) -> dict:
     """Diagnose ``opts.model`` on the selected phones; returns (and stores) the diagnosis."""
     say = progress or (lambda _msg: None)
@@ -327,8 +328,8 @@ def run_diagnose(
     checks.count(opts.threads, "--threads", 1, 256)
     if opts.probe_images < 1:
         raise UsageError("--probe-images must be at least 1")
-    if not [parse_delegate(n) for n in opts.delegates.split(",") if n.strip()]:
-        raise UsageError("--delegates is empty")  # (a bad name: UsageError before anything runs)
+    # Parsed once (a bad name or none: UsageError before anything runs).
+    delegates = [d.value for d in resolve_delegates(opts.delegates or "")]
     say("planning variants")
     plan = plan_model(opts.model, opts.heads, opts.precision, IoOptions.from_dict(opts.io))
     bench_io = opts.io if plan.io is None else plan.io
@@ -339,7 +340,7 @@ def run_diagnose(
             devices=opts.devices,
             adb=opts.adb,
             variants=plan.variants,
-            delegates=opts.delegates,
+            delegates=",".join(delegates),
             threads=opts.threads,
             runs=opts.runs,
             warmup=opts.warmup,
@@ -370,13 +371,12 @@ def run_diagnose(
         all_cells = []
         for c in store.cells(outcome.run_id):
             nonfinite, worst = _evidence(store, c, targets.get(c.variant_id))
-            cell = classify(c, heads.get(c.variant_id, c.variant_id), nonfinite)
-            all_cells.append(replace(cell, worst=worst or cell.worst))
+            all_cells.append(classify(c, heads.get(c.variant_id, c.variant_id), nonfinite, worst))
     device_reports = []
     for dev in devices:
         serial = dev["serial"]
-        cells = [c for c in all_cells if c.serial == serial]
-        device = _device(serial, opts)
+        cells = [c for c in all_cells if c.cell.device == dev["id"]]
+        device = _device(str(dev["id"]), opts)  # SERIAL@SERVER: that server's phone
         locs = _localize_device(device, cells, opts, targets, eval_set, findings, say)
         info = dev["info"]
         faults = device.probe().props.get("ro.harness.faults") if dev["virtual"] else None
@@ -418,7 +418,7 @@ def run_diagnose(
                 }
                 for t in target_list
             ],
-            "delegates": [d.strip() for d in opts.delegates.split(",") if d.strip()],
+            "delegates": delegates,
             "eval_set": {**eval_set.describe(), "source": opts.eval_set},
             "tolerance": opts.tolerance,
             "largest_logit": largest,

@@ -7,10 +7,10 @@ Heavy imports (matplotlib, Jinja2, OpenCV) happen inside the HTML renderer only.
 
 from harness.report.assemble import ReportData, load_report, render_json
 from harness.report.compare import Comparison, compare_runs
-from harness.report.data import CellData, DeviceData, RunData, load_run
+from harness.report.data import DeviceData, ReportCell, RunData, load_run
 
 __all__ = [
-    "CellData",
+    "ReportCell",
     "Comparison",
     "DeviceData",
     "ReportData",

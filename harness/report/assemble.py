@@ -11,9 +11,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from harness.cell import CellKey
 from harness.report.compare import Comparison, compare_runs
 from harness.report.data import (
-    CellData,
+    ReportCell,
     RunData,
     Sample,
     load_evalset_images,
@@ -30,7 +31,7 @@ class ReportData:
     runs: tuple[RunData, ...]
     baseline: RunData | None = None
     comparisons: tuple[Comparison, ...] = ()
-    samples: dict[tuple[str, str, str, str], list[Sample]] = field(default_factory=dict)
+    samples: dict[tuple[str, CellKey], list[Sample]] = field(default_factory=dict)
     diagnoses: dict[str, dict] = field(default_factory=dict)  # run id -> harness diagnose JSON
 
     @property
@@ -45,9 +46,8 @@ class ReportData:
     def comparison(self, run: RunData) -> Comparison | None:
         return next((c for c in self.comparisons if c.run.id == run.id), None)
 
-    def samples_of(self, cell: CellData) -> list[Sample]:
-        key = (cell.run_id, cell.serial, cell.variant_sha256, cell.delegate)
-        return self.samples.get(key, [])
+    def samples_of(self, cell: ReportCell) -> list[Sample]:
+        return self.samples.get((cell.run_id, cell.key), [])
 
     @property
     def title(self) -> str:
@@ -68,7 +68,7 @@ def load_report(
             runs.append(run)
     base = load_run(store, baseline) if baseline else None
     comparisons = tuple(compare_runs(r, base) for r in runs if base and r.id != base.id)
-    samples: dict[tuple[str, str, str, str], list[Sample]] = {}
+    samples: dict[tuple[str, CellKey], list[Sample]] = {}
     if with_samples:
         for run in runs:
             failing = [c for c in run.failing if c.has_outputs]
@@ -76,8 +76,7 @@ def load_report(
                 continue
             images = load_evalset_images(store, run)
             for cell in failing:
-                key = (cell.run_id, cell.serial, cell.variant_sha256, cell.delegate)
-                samples[key] = load_samples(store, run, cell, images)
+                samples[(cell.run_id, cell.key)] = load_samples(store, run, cell, images)
     diagnoses = {r.id: d for r in runs if (d := store.diagnosis(r.id)) is not None}
     return ReportData(tuple(runs), base, comparisons, samples, diagnoses)
 

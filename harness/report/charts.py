@@ -11,18 +11,25 @@ import io
 
 import numpy as np
 
+from harness.cell import METRICS
 from harness.report import formatting as fmt
-from harness.report.data import CellData, DeviceData, RunData
+from harness.report.data import DeviceData, ReportCell, RunData
+from harness.runner.flags import Delegate
 
 DPI = 96
 _PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#9d755d")
-_DELEGATE_COLORS = {"cpu": "#4c78a8", "gpu": "#f58518", "gpu-fp32": "#54a24b"}
+
+
+def _own_color(delegate: str) -> str:
+    found = Delegate.lookup(delegate)
+    return found.color if found else ""
 
 
 def delegate_color(delegate: str, delegates: list[str]) -> str:
-    if delegate in _DELEGATE_COLORS:
-        return _DELEGATE_COLORS[delegate]
-    others = [d for d in delegates if d not in _DELEGATE_COLORS]
+    """The delegate's own colour (:attr:`Delegate.color`), else the next free one."""
+    if own := _own_color(delegate):
+        return own
+    others = [d for d in delegates if not _own_color(d)]
     return _PALETTE[(others.index(delegate) + 3) % len(_PALETTE)]
 
 
@@ -47,11 +54,11 @@ def plain(text: str) -> str:
 
 
 def device_title(device: DeviceData) -> str:
-    text = plain(f"{device.model}  {device.serial}")
+    text = plain(f"{device.model}  {device.shown}")
     return text + "  — VIRTUAL" if device.virtual else text
 
 
-def latency_chart(device: DeviceData, cells: list[CellData], delegates: list[str]) -> str | None:
+def latency_chart(device: DeviceData, cells: list[ReportCell], delegates: list[str]) -> str | None:
     """Horizontal bars per variant x delegate: mean (bar), ±std (black), min-max (grey)."""
     if not cells:
         return None
@@ -60,24 +67,37 @@ def latency_chart(device: DeviceData, cells: list[CellData], delegates: list[str
     fig = _figure(8.0, 0.34 * n + 1.3)
     ax = fig.add_subplot(1, 1, 1)
     ys = np.arange(n)[::-1]
-    top = max([c.max_ms or c.avg_ms or 0.0 for c in cells] + [1e-3])
+    top = max([c.latency.max_ms or c.latency.avg_ms or 0.0 for c in cells] + [1e-3])
     for y, cell in zip(ys, cells, strict=True):
-        avg = cell.avg_ms
-        if not cell.ok or avg is None:
-            text = "failed" if not cell.ok else "not measured"
+        avg = cell.latency.avg_ms
+        if not cell.measured or avg is None:
+            text = "failed" if not cell.measured else "not measured"
             ax.text(top * 0.01, y, text, va="center", ha="left", color="#c0392b", fontsize=8)
             continue
         color = delegate_color(cell.delegate, delegates)
         ax.barh(y, avg, height=0.62, color=color, alpha=0.85)
-        if cell.min_ms is not None and cell.max_ms is not None:
-            ax.plot([cell.min_ms, cell.max_ms], [y, y], color="#888888", lw=1, marker="|", ms=8)
-        if cell.std_ms:
+        if cell.latency.min_ms is not None and cell.latency.max_ms is not None:
+            ax.plot(
+                [cell.latency.min_ms, cell.latency.max_ms],
+                [y, y],
+                color="#888888",
+                lw=1,
+                marker="|",
+                ms=8,
+            )
+        if cell.latency.std_ms:
             # ±std, but never left of the fastest run (noisy sub-ms cells have std > mean)
-            low = min(cell.std_ms, max(avg - (cell.min_ms or 0.0), 0.0))
-            ax.errorbar(avg, y, xerr=[[low], [cell.std_ms]], color="black", lw=1.2, capsize=3)
-        spread = f"  spread {fmt.pct(cell.spread_pct, signed=False)}" if cell.spread_pct else ""
+            low = min(cell.latency.std_ms, max(avg - (cell.latency.min_ms or 0.0), 0.0))
+            ax.errorbar(
+                avg, y, xerr=[[low], [cell.latency.std_ms]], color="black", lw=1.2, capsize=3
+            )
+        spread = (
+            f"  spread {fmt.pct(cell.latency.spread_pct, signed=False)}"
+            if cell.latency.spread_pct
+            else ""
+        )
         label = f" {fmt.ms(avg)} ms{spread}"
-        ax.text(max(avg, cell.max_ms or 0), y, label, va="center", ha="left", fontsize=8)
+        ax.text(max(avg, cell.latency.max_ms or 0), y, label, va="center", ha="left", fontsize=8)
     ax.set_yticks(ys)
     ax.set_yticklabels([plain(f"{c.variant_id} · {c.delegate}") for c in cells], fontsize=8)
     ax.set_xlim(0, top * 1.35)
@@ -95,24 +115,26 @@ def latency_chart(device: DeviceData, cells: list[CellData], delegates: list[str
     return _png(fig)
 
 
-def _column_label(device: DeviceData | None, serial: str, delegate: str) -> str:
-    name = device.model if device else serial
-    return plain(f"{name}\n{'VIRTUAL' if device and device.virtual else serial}\n{delegate}")
+def _column_label(cell: ReportCell) -> str:
+    virtual = "VIRTUAL" if cell.phone and cell.phone.virtual else cell.shown_serial
+    return plain(f"{cell.device_model}\n{virtual}\n{cell.delegate}")
 
 
 def accuracy_heatmap(run: RunData, metric: str = "iou_ref") -> str | None:
     """IoU per variant (rows) x device and delegate (columns); failed cells say so."""
     cells = [c for c in run.cells]
-    if not any(getattr(c, metric) is not None for c in cells):
+    value_of = METRICS[metric]
+    if not any(value_of(c) is not None for c in cells):
         return None
     variants = run.variant_ids
-    columns = sorted({(c.device_model, c.serial, c.delegate) for c in cells})
-    index = {(c.variant_id, c.serial, c.delegate): c for c in cells}
+    firsts = {(c.device_model, c.shown_serial, c.delegate): c for c in reversed(cells)}
+    columns = sorted(firsts)
+    index = {(c.variant_id, c.shown_serial, c.delegate): c for c in cells}
     values = np.full((len(variants), len(columns)), np.nan)
     for i, variant in enumerate(variants):
         for j, (_, serial, delegate) in enumerate(columns):
             cell = index.get((variant, serial, delegate))
-            value = getattr(cell, metric) if cell is not None and cell.ok else None
+            value = value_of(cell) if cell is not None and cell.measured else None
             if value is not None:
                 values[i, j] = value
     low = 0.8 if metric == "iou_ref" else 0.5
@@ -125,18 +147,18 @@ def accuracy_heatmap(run: RunData, metric: str = "iou_ref") -> str | None:
             cell = index.get((variant, serial, delegate))
             if cell is None:
                 text = "—"
-            elif not cell.ok:
+            elif not cell.measured:
                 text = "failed"
             else:
-                text = fmt.iou(getattr(cell, metric))
-                if cell.nonfinite:
+                text = fmt.iou(value_of(cell))
+                if cell.accuracy.reference.nonfinite:
                     text += "\nNaN/Inf"
             value = values[i, j]
             dark = not np.isnan(value) and _is_dark(cmap((value - low) / (1.0 - low)))
             color = "white" if dark else "#111111"
             ax.text(j, i, text, ha="center", va="center", fontsize=9, color=color)
     ax.set_xticks(range(len(columns)))
-    ax.set_xticklabels([_column_label(run.device(s), s, d) for _, s, d in columns], fontsize=7)
+    ax.set_xticklabels([_column_label(firsts[c]) for c in columns], fontsize=7)
     ax.set_yticks(range(len(variants)))
     ax.set_yticklabels([plain(v) for v in variants], fontsize=8)
     ax.tick_params(length=0)

@@ -174,11 +174,11 @@ def tag(
         )
     with _open_store(store) as db:
         run_id = db.resolve_run(run)
-        if db.db.execute("SELECT 1 FROM runs WHERE id = ?", (name,)).fetchone():
+        if db.has_run(name):
             raise UsageError(f"tag {name!r} is a run id; pick another name")
-        previous = db.db.execute("SELECT run_id FROM tags WHERE name = ?", (name,)).fetchone()
+        previous = db.tagged(name)
         db.tag(run_id, name)
-    moved = f" (moved from {previous[0]})" if previous and previous[0] != run_id else ""
+    moved = f" (moved from {previous})" if previous and previous != run_id else ""
     console().print(f"tagged {escape(run_id)} as {escape(name)}{moved}", highlight=False)
 
 

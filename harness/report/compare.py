@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from harness.report.data import CellData, RunData
+from harness.cell import METRICS as VALUES
+from harness.report.data import ReportCell, RunData
 
 
 @dataclass(frozen=True)
@@ -88,17 +89,21 @@ class Delta:
         }
 
 
+def _shown(cell: ReportCell) -> str:
+    """A cell's state as the comparison names it: failed, or its stored signature."""
+    return cell.status.value if not cell.measured else (cell.accuracy.signature or "ok")
+
+
 @dataclass(frozen=True)
 class CellComparison:
-    cell: CellData
-    base: CellData
+    cell: ReportCell
+    base: ReportCell
     deltas: tuple[Delta, ...]
 
     @property
     def status_change(self) -> str:
         """``ok → failed`` or ``ok → nan`` style text when the cell got worse, else ''."""
-        before = self.base.status if not self.base.ok else (self.base.signature or "ok")
-        after = self.cell.status if not self.cell.ok else (self.cell.signature or "ok")
+        before, after = _shown(self.base), _shown(self.cell)
         return "" if before == after or after == "ok" else f"{before} → {after}"
 
     @property
@@ -150,9 +155,9 @@ class Comparison:
     run: RunData
     baseline: RunData
     cells: tuple[CellComparison, ...]
-    only_in_run: tuple[CellData, ...]
-    only_in_baseline: tuple[CellData, ...]
-    not_comparable: tuple[tuple[CellData, str], ...]
+    only_in_run: tuple[ReportCell, ...]
+    only_in_baseline: tuple[ReportCell, ...]
+    not_comparable: tuple[tuple[ReportCell, str], ...]
 
     @property
     def regressions(self) -> list[CellComparison]:
@@ -184,8 +189,9 @@ def _unique_models(run: RunData) -> set[str]:
     return {m for m, n in counts.items() if n == 1}
 
 
-def match_cells(run: RunData, baseline: RunData) -> dict[CellData, CellData]:
+def match_cells(run: RunData, baseline: RunData) -> dict[ReportCell, ReportCell]:
     """Each cell of ``run`` with its counterpart in ``baseline`` (virtual-ness not checked)."""
+    by_id = {(c.device, c.variant_id, c.delegate): c for c in baseline.cells}
     by_serial = {(c.serial, c.variant_id, c.delegate): c for c in baseline.cells}
     unique_base, unique_run = _unique_models(baseline), _unique_models(run)
     by_model = {
@@ -193,9 +199,11 @@ def match_cells(run: RunData, baseline: RunData) -> dict[CellData, CellData]:
         for c in baseline.cells
         if c.device_model in unique_base
     }
-    matched: dict[CellData, CellData] = {}
+    matched: dict[ReportCell, ReportCell] = {}
     for cell in run.cells:
-        base = by_serial.get((cell.serial, cell.variant_id, cell.delegate))
+        base = by_id.get((cell.device, cell.variant_id, cell.delegate)) or by_serial.get(
+            (cell.serial, cell.variant_id, cell.delegate)
+        )
         if base is None and cell.device_model in unique_run:
             base = by_model.get((cell.device_model, cell.variant_id, cell.delegate))
         if base is not None:
@@ -211,7 +219,7 @@ def compare_runs(run: RunData, baseline: RunData) -> Comparison:
             kinds = ("virtual", "real") if cell.virtual else ("real", "virtual")
             not_comparable.append((cell, f"{kinds[0]} phone vs {kinds[1]} baseline"))
             continue
-        deltas = tuple(Delta(m, getattr(base, m.key), getattr(cell, m.key)) for m in METRICS)
+        deltas = tuple(Delta(m, VALUES[m.key](base), VALUES[m.key](cell)) for m in METRICS)
         cells.append(CellComparison(cell, base, deltas))
     used = set(matched.values())
     return Comparison(

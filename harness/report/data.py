@@ -9,23 +9,18 @@ downstream can mistake a missing number for a good one.
 from __future__ import annotations
 
 import io
-import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from harness.cell import Cell, CellKey, contains
+from harness.devices.identity import DeviceId
 from harness.errors import UsageError
-from harness.store import CellKey, Store
+from harness.store import Store
 
 WORST_SAMPLES = 3  # mask overlays shown per failing cell
-
-
-def _num(value: Any) -> float | None:
-    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def _dict(value: Any) -> dict:
@@ -34,10 +29,15 @@ def _dict(value: Any) -> dict:
 
 @dataclass(frozen=True)
 class DeviceData:
-    serial: str
+    id: DeviceId
     model: str
     virtual: bool
     info: dict = field(compare=False)
+    shown: str = ""  # the serial, with its adb server when another device has the same serial
+
+    @property
+    def serial(self) -> str:
+        return self.id.serial
 
     @property
     def soc(self) -> str:
@@ -65,6 +65,7 @@ class DeviceData:
     def to_json(self) -> dict:
         return {
             "serial": self.serial,
+            "server": self.id.server,
             "model": self.model,
             "virtual": self.virtual,
             "info": self.info,
@@ -72,194 +73,85 @@ class DeviceData:
 
 
 @dataclass(frozen=True, eq=False)
-class CellData:
-    """One measured cell (device x variant x delegate) of one run, as stored."""
+class ReportCell:
+    """A stored :class:`~harness.cell.Cell` with the device it ran on (model, virtual label):
+    the report's view. Every other attribute is the cell's (``c.latency.avg_ms``,
+    ``c.outcome.failing``); the judgement is the cell's one judge."""
 
-    run_id: str
-    serial: str
-    device_model: str
-    virtual: bool
-    variant_id: str
-    variant_sha256: str
-    delegate: str
-    status: str
-    reason: str
-    started: float
-    finished: float
-    latency: dict
-    accuracy: dict
-    delegation: dict
-    thermal: dict
-    log: str = field(repr=False)
-    has_outputs: bool = False
+    cell: Cell
+    phone: DeviceData | None = None
 
-    # -- identity ------------------------------------------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        if name in ("cell", "phone") or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.cell, name)
+
     @property
-    def key(self) -> CellKey:
-        return CellKey(self.serial, self.variant_sha256, self.delegate)
+    def device_model(self) -> str:
+        return self.phone.model if self.phone else self.cell.serial
+
+    @property
+    def virtual(self) -> bool:
+        if self.phone is not None:
+            return self.phone.virtual
+        return bool(self.cell.delegation.virtual)
+
+    @property
+    def shown_serial(self) -> str:
+        return self.phone.shown if self.phone and self.phone.shown else self.cell.serial
 
     @property
     def sort_key(self) -> tuple[str, str, str, str]:
-        return (self.device_model, self.serial, self.variant_id, self.delegate)
+        return (self.device_model, self.shown_serial, self.cell.variant_id, self.cell.delegate)
 
     @property
     def label(self) -> str:
         device = f"{self.device_model} [virtual]" if self.virtual else self.device_model
-        return f"{device} {self.variant_id} {self.delegate}"
-
-    # -- latency -------------------------------------------------------------------------------
-    def _lat(self, key: str) -> float | None:
-        return _num(_dict(self.latency).get(key))
-
-    @property
-    def avg_ms(self) -> float | None:
-        return self._lat("avg_ms")
-
-    @property
-    def std_ms(self) -> float | None:
-        return self._lat("std_ms")
-
-    @property
-    def min_ms(self) -> float | None:
-        return self._lat("min_ms")
-
-    @property
-    def max_ms(self) -> float | None:
-        return self._lat("max_ms")
-
-    @property
-    def p95_ms(self) -> float | None:
-        return self._lat("p95_ms")
-
-    @property
-    def spread_pct(self) -> float | None:
-        return self._lat("spread_pct")
-
-    @property
-    def init_ms(self) -> float | None:
-        return self._lat("init_ms")
-
-    @property
-    def peak_mem_mb(self) -> float | None:
-        return self._lat("peak_mem_mb")
-
-    @property
-    def runner(self) -> str:
-        """What timed the cell: ``shell`` (benchmark_model via adb shell; every cell stored
-        before the APK runner existed) or ``apk`` (the benchmark app, timings from logcat)."""
-        return str(_dict(self.latency).get("runner") or "shell")
-
-    # -- accuracy ------------------------------------------------------------------------------
-    @property
-    def vs_reference(self) -> dict:
-        return _dict(_dict(self.accuracy).get("vs_reference"))
-
-    @property
-    def iou_ref(self) -> float | None:
-        return _num(self.vs_reference.get("iou"))
-
-    @property
-    def iou_ref_min(self) -> float | None:
-        return _num(self.vs_reference.get("iou_min"))
-
-    @property
-    def iou_gt(self) -> float | None:
-        return _num(_dict(_dict(self.accuracy).get("vs_gt")).get("iou"))
-
-    @property
-    def nonfinite(self) -> int | None:
-        """NaN + Inf values in the device output, or None when not measured."""
-        ref = self.vs_reference
-        nan, inf = _num(ref.get("nan")), _num(ref.get("inf"))
-        if nan is None and inf is None:
-            return None
-        return int((nan or 0) + (inf or 0))
-
-    @property
-    def signature(self) -> str | None:
-        sig = _dict(self.accuracy).get("signature")
-        return str(sig) if sig else None
-
-    @property
-    def worst(self) -> list[int]:
-        worst = self.vs_reference.get("worst")
-        return [int(i) for i in worst if isinstance(i, int)] if isinstance(worst, list) else []
-
-    # -- delegation ----------------------------------------------------------------------------
-    @property
-    def verdict(self) -> str | None:
-        verdict = _dict(self.delegation).get("verdict")
-        return str(verdict) if verdict else None
-
-    @property
-    def unsupported_ops(self) -> list[tuple[str, str]]:
-        ops = _dict(self.delegation).get("unsupported_ops") or []
-        out = []
-        for op in ops:
-            if isinstance(op, list | tuple) and op:
-                out.append((str(op[0]), str(op[1]) if len(op) > 1 else ""))
-            elif isinstance(op, str):
-                out.append((op, ""))
-        return out
-
-    # -- judgement-free summaries --------------------------------------------------------------
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    @property
-    def failing(self) -> bool:
-        """The cell failed, or its output differs from the desktop reference."""
-        return not self.ok or self.signature not in (None, "ok")
-
-    @property
-    def problem(self) -> str:
-        if not self.ok:
-            return f"{self.status}: {self.reason or 'no reason recorded'}"
-        if self.signature not in (None, "ok"):
-            return f"output {self.signature} vs desktop reference (IoU {_fmt(self.iou_ref)})"
-        return ""
+        return f"{device} {self.cell.variant_id} {self.cell.delegate}"
 
     def to_json(self, with_log: bool = True) -> dict:
+        c = self.cell
         data = {
-            "run_id": self.run_id,
-            "serial": self.serial,
+            "run_id": c.run_id,
+            "serial": c.serial,
+            "server": c.server,
             "device_model": self.device_model,
             "virtual": self.virtual,
-            "variant_id": self.variant_id,
-            "variant_sha256": self.variant_sha256,
-            "delegate": self.delegate,
-            "runner": self.runner,
-            "status": self.status,
-            "reason": self.reason,
-            "started": self.started,
-            "finished": self.finished,
-            "latency": self.latency,
-            "accuracy": self.accuracy,
-            "delegation": self.delegation,
-            "thermal": self.thermal,
-            "has_outputs": self.has_outputs,
-            "failing": self.failing,
+            "variant_id": c.variant_id,
+            "variant_sha256": c.variant_sha256,
+            "delegate": c.delegate,
+            "runner": c.latency.timed_by,
+            "status": c.status.value,
+            "reason": c.reason,
+            "started": c.started,
+            "finished": c.finished,
+            "latency": c.latency.to_json(),
+            "accuracy": c.accuracy.to_json(),
+            "delegation": c.delegation.to_json(),
+            "thermal": c.thermal,
+            "has_outputs": c.has_outputs,
+            "outcome": c.outcome.verdict.value,
+            "failing": c.outcome.failing,
         }
         if with_log:
-            data["log"] = self.log
+            data["log"] = c.log
         return data
-
-
-def _fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3f}"
 
 
 @dataclass(frozen=True)
 class PlannedCell:
     """A cell of the run's plan that has no stored result (interrupted or not reached)."""
 
-    serial: str
+    device: DeviceId
     device_model: str
     virtual: bool
     variant_id: str
     variant_sha256: str
     delegate: str
+
+    @property
+    def serial(self) -> str:
+        return self.device.serial
 
 
 @dataclass(frozen=True, eq=False)
@@ -273,7 +165,7 @@ class RunData:
     config: dict
     tags: tuple[str, ...]
     devices: tuple[DeviceData, ...]
-    cells: tuple[CellData, ...]
+    cells: tuple[ReportCell, ...]
     missing: tuple[PlannedCell, ...] = ()
 
     @property
@@ -311,15 +203,15 @@ class RunData:
     def delegates(self) -> list[str]:
         return sorted({c.delegate for c in self.cells} | {m.delegate for m in self.missing})
 
-    def device(self, serial: str) -> DeviceData | None:
-        return next((d for d in self.devices if d.serial == serial), None)
+    def device(self, device: DeviceId) -> DeviceData | None:
+        return next((d for d in self.devices if d.id == device), None)
 
-    def cells_of(self, serial: str) -> list[CellData]:
-        return [c for c in self.cells if c.serial == serial]
+    def cells_of(self, device: DeviceId) -> list[ReportCell]:
+        return [c for c in self.cells if c.phone is not None and c.phone.id == device]
 
     @property
-    def failing(self) -> list[CellData]:
-        return [c for c in self.cells if c.failing]
+    def failing(self) -> list[ReportCell]:
+        return [c for c in self.cells if c.outcome.failing]
 
     @property
     def label(self) -> str:
@@ -341,6 +233,7 @@ class RunData:
             "missing": [
                 {
                     "serial": m.serial,
+                    "server": m.device.server,
                     "device_model": m.device_model,
                     "virtual": m.virtual,
                     "variant_id": m.variant_id,
@@ -364,54 +257,34 @@ class Sample:
     device_fg: np.ndarray | None = field(repr=False, compare=False)  # float [h,w]
 
 
-def _tags(store: Store, run_id: str) -> tuple[str, ...]:
-    rows = store.db.execute("SELECT name FROM tags WHERE run_id = ? ORDER BY name", (run_id,))
-    return tuple(r[0] for r in rows)
+def _devices(store: Store, run_id: str) -> tuple[DeviceData, ...]:
+    rows = store.devices(run_id)
+    serials = Counter(d["serial"] for d in rows)
+    devices = [
+        DeviceData(
+            d["id"],
+            d["model"],
+            d["virtual"],
+            d["info"],
+            shown=str(d["id"]) if serials[d["serial"]] > 1 else d["serial"],
+        )
+        for d in rows
+    ]
+    return tuple(sorted(devices, key=lambda d: (d.model, d.shown)))
 
 
-def _has_outputs(store: Store, run_id: str) -> set[CellKey]:
-    rows = store.db.execute(
-        "SELECT serial, variant_sha256, delegate FROM cells WHERE run_id = ? "
-        "AND outputs IS NOT NULL",
-        (run_id,),
-    )
-    return {CellKey(*r) for r in rows}
+def _phone(devices: tuple[DeviceData, ...], cell: Cell) -> DeviceData | None:
+    """The device a cell ran on."""
+    exact = [d for d in devices if d.id == cell.device]
+    return exact[0] if exact else next((d for d in devices if d.id.matches(cell.device)), None)
 
 
 def load_run(store: Store, ref: str | None) -> RunData:
     """A run by id or tag (None: the latest), with its devices, cells and unmeasured cells."""
     run_id = store.resolve_run(ref)
     run = store.run(run_id)
-    devices = tuple(
-        DeviceData(d["serial"], d["model"], d["virtual"], d["info"]) for d in store.devices(run_id)
-    )
-    by_serial = {d.serial: d for d in devices}
-    with_outputs = _has_outputs(store, run_id)
-    cells = []
-    for rec in store.cells(run_id):
-        device = by_serial.get(rec.serial)
-        virtual = bool(device.virtual) if device else bool(_dict(rec.delegation).get("virtual"))
-        cells.append(
-            CellData(
-                run_id=rec.run_id,
-                serial=rec.serial,
-                device_model=device.model if device else rec.serial,
-                virtual=virtual,
-                variant_id=rec.variant_id,
-                variant_sha256=rec.variant_sha256,
-                delegate=rec.delegate,
-                status=rec.status,
-                reason=rec.reason,
-                started=rec.started,
-                finished=rec.finished,
-                latency=_dict(rec.latency),
-                accuracy=_dict(rec.accuracy),
-                delegation=_dict(rec.delegation),
-                thermal=_dict(rec.thermal),
-                log=rec.log,
-                has_outputs=rec.key in with_outputs,
-            )
-        )
+    devices = _devices(store, run_id)
+    cells = [ReportCell(c, _phone(devices, c)) for c in store.cells(run_id)]
     cells.sort(key=lambda c: c.sort_key)
     config = _dict(run["config"])
     return RunData(
@@ -422,29 +295,36 @@ def load_run(store: Store, ref: str | None) -> RunData:
         host=run["host"],
         harness_version=run["harness_version"],
         config=config,
-        tags=_tags(store, run_id),
-        devices=tuple(sorted(devices, key=lambda d: (d.model, d.serial))),
+        tags=store.tags(run_id),
+        devices=devices,
         cells=tuple(cells),
-        missing=_missing(config, by_serial, {c.key for c in cells}),
+        missing=_missing(config, devices, {c.key for c in cells}),
     )
 
 
+def _planned_devices(config: dict) -> list[DeviceId]:
+    """The plan's devices: with their adb servers (schema 3 on), else serials only."""
+    if ids := config.get("device_ids"):
+        return [DeviceId.from_json(d) for d in ids]
+    return [DeviceId.from_json(str(s)) for s in config.get("devices") or []]
+
+
 def _missing(
-    config: dict, devices: dict[str, DeviceData], measured: set[CellKey]
+    config: dict, devices: tuple[DeviceData, ...], measured: set[CellKey]
 ) -> tuple[PlannedCell, ...]:
     variants = [v for v in config.get("variants") or [] if isinstance(v, dict)]
     out = []
-    for serial in config.get("devices") or []:
-        device = devices.get(serial)
+    for device_id in _planned_devices(config):
+        device = next((d for d in devices if d.id.matches(device_id)), None)
         for variant in variants:
             for delegate in config.get("delegates") or []:
-                key = CellKey(str(serial), str(variant.get("sha256", "")), str(delegate))
-                if key in measured:
+                key = CellKey(device_id, str(variant.get("sha256", "")), str(delegate))
+                if contains(measured, key):
                     continue
                 out.append(
                     PlannedCell(
-                        serial=str(serial),
-                        device_model=device.model if device else str(serial),
+                        device=device_id,
+                        device_model=device.model if device else device_id.serial,
                         virtual=bool(device and device.virtual),
                         variant_id=str(variant.get("id", "?")),
                         variant_sha256=key.variant_sha256,
@@ -467,7 +347,7 @@ def _per_sample_iou(a: np.ndarray, b: np.ndarray) -> list[float]:
 def load_samples(
     store: Store,
     run: RunData,
-    cell: CellData,
+    cell: ReportCell,
     images: np.ndarray | None,
     limit: int = WORST_SAMPLES,
 ) -> list[Sample]:
@@ -493,7 +373,8 @@ def load_samples(
     device_mask, ref_mask = device_mask.astype(bool), ref_mask.astype(bool)
     ious = _per_sample_iou(device_mask, ref_mask)
     n = len(ious)
-    order = [i for i in cell.worst if 0 <= i < n] or sorted(range(n), key=lambda i: ious[i])
+    worst = cell.accuracy.reference.worst or ()
+    order = [i for i in worst if 0 <= i < n] or sorted(range(n), key=lambda i: ious[i])
     samples = []
     for i in order[:limit]:
         image = images[i] if images is not None and i < len(images) else None

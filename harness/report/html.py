@@ -52,8 +52,8 @@ def anchor(text: str) -> str:
 def _summary(run: RunData) -> list[tuple[str, str]]:
     cfg = run.config
     evalset = run.evalset
-    failed = sum(1 for c in run.cells if not c.ok)
-    wrong = sum(1 for c in run.cells if c.ok and c.failing)
+    failed = sum(1 for c in run.cells if not c.measured)
+    wrong = sum(1 for c in run.cells if c.measured and c.outcome.failing)
     duration = (run.finished - run.created) if run.finished else None
     plan = (
         f"{fmt.number(cfg.get('runs'))} runs x {fmt.number(cfg.get('repeats'))} invocations, "
@@ -88,7 +88,7 @@ def _summary(run: RunData) -> list[tuple[str, str]]:
 
 
 def _delegation_rows(run: RunData) -> list:
-    return [c for c in run.cells if c.verdict not in (None, "none") or c.unsupported_ops]
+    return [c for c in run.cells if c.delegation.verdict not in (None, "none") or c.delegation.ops]
 
 
 def _failing(report: ReportData, run: RunData) -> list[dict]:
@@ -119,16 +119,16 @@ def _run_view(report: ReportData, run: RunData) -> dict:
     delegates = run.delegates
     sections = []
     for device in run.devices:
-        cells = run.cells_of(device.serial)
+        cells = run.cells_of(device.id)
         sections.append(
             {
                 "device": device,
-                "anchor": anchor(f"{run.id}-{device.serial}"),
+                "anchor": anchor(f"{run.id}-{device.shown}"),
                 "cells": cells,
                 "chart": charts.latency_chart(device, cells, delegates),
             }
         )
-    orphan = [c for c in run.cells if run.device(c.serial) is None]
+    orphan = [c for c in run.cells if c.phone is None]
     heatmaps = [
         uri
         for uri in (

@@ -78,11 +78,11 @@ def render_junit(name: str, suites: Sequence[Suite]) -> str:
 
 def _cell_output(cell) -> str:
     return (
-        f"avg_ms={fmt.ms(cell.avg_ms)} p95_ms={fmt.ms(cell.p95_ms)} "
-        f"spread={fmt.pct(cell.spread_pct, signed=False)} init_ms={fmt.ms(cell.init_ms)} "
-        f"iou_ref={fmt.iou(cell.iou_ref)} iou_gt={fmt.iou(cell.iou_gt)} "
-        f"nan_inf={fmt.count(cell.nonfinite)} signature={cell.signature or '-'} "
-        f"delegation={cell.verdict or '-'}" + (" VIRTUAL" if cell.virtual else "")
+        f"avg_ms={fmt.ms(cell.latency.avg_ms)} p95_ms={fmt.ms(cell.latency.p95_ms)} "
+        f"spread={fmt.pct(cell.latency.spread_pct, signed=False)} init_ms={fmt.ms(cell.latency.init_ms)} "
+        f"iou_ref={fmt.iou(cell.accuracy.reference.iou)} iou_gt={fmt.iou(cell.accuracy.gt.iou)} "
+        f"nan_inf={fmt.count(cell.accuracy.reference.nonfinite)} signature={cell.accuracy.signature or '-'} "
+        f"delegation={cell.delegation.verdict or '-'}" + (" VIRTUAL" if cell.virtual else "")
     )
 
 
@@ -93,15 +93,15 @@ def report_suites(report: ReportData) -> list[Suite]:
         for cell in run.cells:
             device = cell.device_model + (" [virtual]" if cell.virtual else "")
             failure = None
-            if not cell.ok:
-                failure, kind = cell.problem, "cell-failed"
-            elif cell.failing:
-                failure, kind = cell.problem, "wrong-output"
+            if not cell.measured:
+                failure, kind = cell.outcome.detail, "cell-failed"
+            elif cell.outcome.failing:
+                failure, kind = cell.outcome.detail, "wrong-output"
             else:
                 kind = "failure"
             cases.append(
                 Case(
-                    classname=f"{device}.{cell.serial}",
+                    classname=f"{device}.{cell.shown_serial}",
                     name=f"{cell.variant_id} {cell.delegate}",
                     failure=failure,
                     kind=kind,

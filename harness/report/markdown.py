@@ -7,7 +7,7 @@ import html
 from harness.report import formatting as fmt
 from harness.report.assemble import ReportData
 from harness.report.compare import Comparison
-from harness.report.data import CellData, RunData
+from harness.report.data import ReportCell, RunData
 
 MAX_ROWS = 15  # rows of a problem table before "... and N more"
 
@@ -20,8 +20,10 @@ def md(text: object) -> str:
     return " ".join(out.split())
 
 
-def _device(cell: CellData) -> str:
-    return md(cell.device_model) + (" **VIRTUAL**" if cell.virtual else "")
+def _device(cell: ReportCell) -> str:
+    """The model; with ``SERIAL@SERVER`` when two adb servers list the cell's serial."""
+    shown = f" {md(cell.shown_serial)}" if cell.shown_serial != cell.serial else ""
+    return md(cell.device_model) + shown + (" **VIRTUAL**" if cell.virtual else "")
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -36,8 +38,8 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def _run(run: RunData, comparison: Comparison | None) -> list[str]:
     tags = "".join(f" `{md(t)}`" for t in run.tags)
     virtual = " — **VIRTUAL**" if run.any_virtual else ""
-    failed = [c for c in run.cells if not c.ok]
-    wrong = [c for c in run.cells if c.ok and c.failing]
+    failed = [c for c in run.cells if not c.measured]
+    wrong = [c for c in run.cells if c.measured and c.outcome.failing]
     ok = len(run.cells) - len(failed) - len(wrong)
     devices = ", ".join(md(d.model) + (" (virtual)" if d.virtual else "") for d in run.devices)
     lines = [
@@ -54,7 +56,10 @@ def _run(run: RunData, comparison: Comparison | None) -> list[str]:
     if run.failing:
         lines.append("**Failing cells**")
         lines.append("")
-        rows = [[_device(c), md(c.variant_id), md(c.delegate), md(c.problem)] for c in run.failing]
+        rows = [
+            [_device(c), md(c.variant_id), md(c.delegate), md(c.outcome.detail)]
+            for c in run.failing
+        ]
         lines += _table(["device", "variant", "delegate", "problem"], rows)
         lines.append("")
     if comparison is not None:
@@ -102,12 +107,16 @@ def _all_cells(run: RunData) -> list[str]:
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join("---" for _ in header) + "|")
     for c in run.cells:
-        status = "ok" if not c.failing else ("FAILED" if not c.ok else md(c.signature or "?"))
+        status = (
+            "ok"
+            if not c.outcome.failing
+            else ("FAILED" if not c.measured else md(c.accuracy.signature or "?"))
+        )
         lines.append(
-            f"| {_device(c)} | {md(c.variant_id)} | {md(c.delegate)} | {md(c.runner)} | "
-            f"{fmt.ms(c.avg_ms)} | "
-            f"{fmt.pct(c.spread_pct, signed=False)} | {fmt.iou(c.iou_ref)} | "
-            f"{fmt.iou(c.iou_gt)} | {status} |"
+            f"| {_device(c)} | {md(c.variant_id)} | {md(c.delegate)} | {md(c.latency.timed_by)} | "
+            f"{fmt.ms(c.latency.avg_ms)} | "
+            f"{fmt.pct(c.latency.spread_pct, signed=False)} | {fmt.iou(c.accuracy.reference.iou)} | "
+            f"{fmt.iou(c.accuracy.gt.iou)} | {status} |"
         )
     lines += ["", RUNNER_NOTE, "", "</details>", ""]
     return lines

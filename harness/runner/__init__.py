@@ -2,9 +2,12 @@
 
 from harness.runner.flags import (
     DEFAULT_BINARY,
+    DEFAULT_DELEGATE,
     BenchmarkInvocation,
     Delegate,
     InputLayer,
+    delegate_label,
+    is_cpu_delegate,
     parse_delegate,
 )
 from harness.runner.logmodel import (
@@ -24,6 +27,7 @@ from harness.runner.tool import WrongBenchmarkTool, ensure_official_tool, is_com
 
 __all__ = [
     "DEFAULT_BINARY",
+    "DEFAULT_DELEGATE",
     "BenchmarkInvocation",
     "BenchmarkLog",
     "Delegate",
@@ -38,6 +42,8 @@ __all__ = [
     "UnsupportedOp",
     "Verdict",
     "WrongBenchmarkTool",
+    "delegate_label",
+    "is_cpu_delegate",
     "ensure_official_tool",
     "is_compiled_model_tool",
     "parse_delegate",

@@ -14,9 +14,12 @@ from harness.errors import UsageError
 
 __all__ = [
     "DEFAULT_BINARY",
+    "DEFAULT_DELEGATE",
     "BenchmarkInvocation",
     "Delegate",
     "InputLayer",
+    "delegate_label",
+    "is_cpu_delegate",
     "parse_delegate",
 ]
 
@@ -26,14 +29,19 @@ DEFAULT_BINARY = "/data/local/tmp/benchmark_model"
 @dataclass(frozen=True)
 class _DelegateSpec:
     flags: tuple[str, ...]
+    label: str  # what reports and diagnose call it
     gpu: bool = False
     precision: str = "fp32"  # arithmetic the accelerator is allowed to use
     backend: str = ""  # gpu backend forced by the flags ("" = the tool's choice: CL, then GL)
     fixed_threads: int | None = None
+    accelerator: bool = True  # False: the CPU runs the model without a delegate
+    color: str = ""  # chart colour ("" = the next free one of the palette)
 
 
 class Delegate(Enum):
-    """What runs the model. ``gpu`` (FP16, precision loss allowed) is the harness default."""
+    """What runs the model, and every fact about it (flags, label, CPU or accelerator, GPU
+    backend, chart colour). ``gpu`` (FP16, precision loss allowed) is the harness default:
+    :data:`DEFAULT_DELEGATE`."""
 
     CPU = "cpu"
     CPU1 = "cpu1"
@@ -66,34 +74,89 @@ class Delegate(Enum):
     def gpu_backend(self) -> str:
         return self.spec.backend
 
+    @property
+    def label(self) -> str:
+        """``GPU FP16 (OpenCL)``."""
+        return self.spec.label
+
+    @property
+    def is_cpu(self) -> bool:
+        """The CPU runs the model itself: nothing to delegate, no delegation verdict."""
+        return not self.spec.accelerator
+
+    @property
+    def has_delegation_verdict(self) -> bool:
+        """benchmark_model says whether the graph was delegated (GPU and NNAPI)."""
+        return not self.is_cpu
+
+    @property
+    def color(self) -> str:
+        return self.spec.color
+
+    @classmethod
+    def lookup(cls, name: str) -> Delegate | None:
+        """The delegate named ``name``, or None for a name this harness does not know (an old
+        or foreign store): for readers, which show such a name as it is."""
+        try:
+            return cls(str(name).strip().lower())
+        except ValueError:
+            return None
+
 
 _FP16 = "--gpu_precision_loss_allowed=true"
+_CPU = "--use_gpu=false"
 _DELEGATES: dict[Delegate, _DelegateSpec] = {
-    Delegate.CPU: _DelegateSpec(("--use_gpu=false",)),
-    Delegate.CPU1: _DelegateSpec(("--use_gpu=false",), fixed_threads=1),
-    Delegate.GPU: _DelegateSpec(("--use_gpu=true", _FP16), gpu=True, precision="fp16"),
+    Delegate.CPU: _DelegateSpec((_CPU,), "CPU", accelerator=False, color="#4c78a8"),
+    Delegate.CPU1: _DelegateSpec((_CPU,), "CPU (1 thread)", accelerator=False, fixed_threads=1),
+    Delegate.GPU: _DelegateSpec(
+        ("--use_gpu=true", _FP16), "GPU FP16", gpu=True, precision="fp16", color="#f58518"
+    ),
     Delegate.GPU_FP32: _DelegateSpec(
-        ("--use_gpu=true", "--gpu_precision_loss_allowed=false"), gpu=True
+        ("--use_gpu=true", "--gpu_precision_loss_allowed=false"),
+        "GPU FP32",
+        gpu=True,
+        color="#54a24b",
     ),
     Delegate.GPU_CL: _DelegateSpec(
-        ("--use_gpu=true", _FP16, "--gpu_backend=cl"), gpu=True, precision="fp16", backend="cl"
+        ("--use_gpu=true", _FP16, "--gpu_backend=cl"),
+        "GPU FP16 (OpenCL)",
+        gpu=True,
+        precision="fp16",
+        backend="cl",
     ),
     Delegate.GPU_GL: _DelegateSpec(
-        ("--use_gpu=true", _FP16, "--gpu_backend=gl"), gpu=True, precision="fp16", backend="gl"
+        ("--use_gpu=true", _FP16, "--gpu_backend=gl"),
+        "GPU FP16 (OpenGL)",
+        gpu=True,
+        precision="fp16",
+        backend="gl",
     ),
-    Delegate.NNAPI: _DelegateSpec(("--use_gpu=false", "--use_nnapi=true")),
+    Delegate.NNAPI: _DelegateSpec((_CPU, "--use_nnapi=true"), "NNAPI"),
 }
+DEFAULT_DELEGATE = Delegate.GPU  # one default: BenchmarkInvocation's, and the harness's
 
 
 def parse_delegate(name: str | Delegate) -> Delegate:
     """``"gpu-fp32"`` -> :attr:`Delegate.GPU_FP32`; unknown names are a usage error."""
     if isinstance(name, Delegate):
         return name
-    try:
-        return Delegate(name.strip().lower())
-    except ValueError:
+    found = Delegate.lookup(name)
+    if found is None:
         known = ", ".join(d.value for d in Delegate)
-        raise UsageError(f"unknown delegate {name!r}; known delegates: {known}") from None
+        raise UsageError(f"unknown delegate {name!r}; known delegates: {known}")
+    return found
+
+
+def delegate_label(name: str) -> str:
+    """A delegate's label; a name this harness does not know, as it is."""
+    found = Delegate.lookup(name)
+    return found.label if found else name
+
+
+def is_cpu_delegate(name: str) -> bool:
+    """``name`` runs on the CPU without a delegate (an unknown name: False)."""
+    found = Delegate.lookup(name)
+    return bool(found and found.is_cpu)
 
 
 @dataclass(frozen=True)
@@ -135,7 +198,7 @@ class BenchmarkInvocation:
     min_finish) && now <= max_finish``); ``max_secs`` still caps a slow model."""
 
     graph: str
-    delegate: Delegate = Delegate.GPU
+    delegate: Delegate = DEFAULT_DELEGATE
     threads: int | None = None
     warmup_runs: int = 1
     runs: int = 50

@@ -38,14 +38,14 @@ def test_every_cell_recorded_with_latency_and_accuracy(bench_model, phones, tmp_
     assert out.status == "complete" and len(out.cells) == 2 * 2 * 3
     with Store(store_path) as store:
         cells = store.cells(out.run_id)
-        assert len(cells) == 12 and all(c.ok for c in cells)
+        assert len(cells) == 12 and all(c.measured for c in cells)
         for c in cells:
-            assert c.latency["avg_ms"] > 0 and len(c.latency["invocation_avg_ms"]) == 1
-            assert c.accuracy["vs_reference"]["iou"] >= 0.99, c
-            assert c.accuracy["signature"] == "ok"
+            assert c.latency.avg_ms > 0 and len(c.latency.extra["invocation_avg_ms"]) == 1
+            assert c.accuracy.reference.iou >= 0.99, c
+            assert c.accuracy.signature == "ok"
             assert c.thermal["before"]["zones"] and len(c.thermal["after"]["cpu_khz"]) == 8
             expected = "none" if c.delegate == "cpu" else "full"
-            assert c.delegation["verdict"] == expected and c.delegation["virtual"] is True
+            assert c.delegation.verdict == expected and c.delegation.virtual is True
         devices = store.devices(out.run_id)
         assert {d["info"]["soc"] for d in devices} == {"Exynos 9820", "Snapdragon 855"}
         assert all(d["virtual"] for d in devices)
@@ -62,8 +62,8 @@ def test_third_party_tflite_without_manifest(bench_model, phones, tmp_path):
     assert out.status == "complete" and len(out.cells) == 2
     for cell in out.cells:
         assert cell.variant_id == "selfie_segmenter"
-        assert cell.accuracy["vs_reference"]["iou"] >= 0.99
-        assert cell.accuracy["vs_reference"]["sum_to_one_err"] is None  # 1-channel probability
+        assert cell.accuracy.reference.iou >= 0.99
+        assert cell.accuracy.reference.sum_to_one_err is None  # 1-channel probability
 
 
 def test_crash_hang_and_wrong_size_are_recorded(bench_model, phones, tmp_path):
@@ -91,7 +91,7 @@ def test_crash_hang_and_wrong_size_are_recorded(bench_model, phones, tmp_path):
         )
     finally:
         manager.set_chaos(phone.serial, [])
-    reasons = {c.variant_id: (c.status, c.reason) for c in out.cells}
+    reasons = {c.variant_id: (c.status.value, c.reason) for c in out.cells}
     assert out.status == "partial" and len(out.cells) == 4
     assert (
         reasons["softmax-fp32"][0] == "failed" and "crashed (SIGSEGV" in reasons["softmax-fp32"][1]
@@ -156,7 +156,7 @@ def test_ctrl_c_keeps_finished_cells_and_resume_completes(bench_model, phones, t
     with Store(store_path) as store:
         (run,) = store.runs()
         kept = store.cells(run["id"])
-        assert run["status"] == "interrupted" and len(kept) >= 2 and all(c.ok for c in kept)
+        assert run["status"] == "interrupted" and len(kept) >= 2 and all(c.measured for c in kept)
     total = 6 * 2  # 6 variants x cpu,gpu
     resumed = _bench_cli(bench_model, phones[1], store_path, "--resume", run["id"], "--json")
     out, err = resumed.communicate(timeout=300)
@@ -166,7 +166,7 @@ def test_ctrl_c_keeps_finished_cells_and_resume_completes(bench_model, phones, t
     assert len(payload["cells"]) == total - len(kept)  # only what was missing was measured
     with Store(store_path) as store:
         cells = store.cells(run["id"])
-        assert len(cells) == total and all(c.ok for c in cells)
+        assert len(cells) == total and all(c.measured for c in cells)
         assert len({(c.serial, c.variant_sha256, c.delegate) for c in cells}) == total
 
 

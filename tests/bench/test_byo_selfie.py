@@ -82,9 +82,9 @@ def test_selfie_model_on_real_photos_matches_desktop_evaluation(
         config = store.run(out.run_id)["config"]
     assert config["variants"][0]["io"]["normalization_source"] == "metadata"
     for cell in out.cells:
-        gt_iou = cell.accuracy["vs_gt"]["iou"]
+        gt_iou = cell.accuracy.gt.iou
         assert abs(gt_iou - expected) <= 0.02, (cell.delegate, gt_iou, expected)
-        assert cell.accuracy["vs_reference"]["iou"] >= 0.99
+        assert cell.accuracy.reference.iou >= 0.99
 
 
 def test_flag_contradicting_metadata_is_refused(selfie, photo_set, phones, tmp_path):
@@ -119,8 +119,8 @@ def test_flag_agreeing_with_metadata_is_accepted(selfie, photo_set, phones, tmp_
     io = {"input_range": "0,1", "full_res_iou": True}
     out = run_bench(_opts(selfie, phones[0], tmp_path / "r.db", photo_set, delegates="cpu", io=io))
     assert out.status == "complete" and out.warnings == []
-    gt = out.cells[0].accuracy["vs_gt"]
-    assert abs(gt["iou_full_res"] - full_res_desktop_iou(selfie)) <= 0.02, gt
+    gt = out.cells[0].accuracy.gt
+    assert abs(gt.iou_full_res - full_res_desktop_iou(selfie)) <= 0.02, gt
 
 
 def test_without_metadata_the_unknown_normalization_is_shown(selfie, photo_set, phones, tmp_path):
@@ -140,7 +140,7 @@ def test_without_metadata_the_unknown_normalization_is_shown(selfie, photo_set, 
     store_path = tmp_path / "r.db"
     out = run_bench(_opts(bare, phones[0], store_path, photo_set, delegates="cpu"))
     assert out.warnings == [f"bare: {UNKNOWN_WARNING}"]
-    assert out.cells[0].accuracy["vs_gt"]["iou"] < desktop_iou(selfie) - 0.3  # 0..255 fed
+    assert out.cells[0].accuracy.gt.iou < desktop_iou(selfie) - 0.3  # 0..255 fed
     with Store(store_path) as store:
         report = load_report(store, [out.run_id], with_samples=False)
     assert report.runs[0].normalization_sources == {"bare": "unknown"}
@@ -214,8 +214,8 @@ def test_voc_masks_letterboxed_match_desktop_evaluation(selfie, phones, tmp_path
     store_path = tmp_path / "r.db"
     out = run_bench(_opts(selfie, phones[0], store_path, folder, delegates="cpu", io=io))
     [cell] = out.cells
-    assert abs(cell.accuracy["vs_gt"]["iou"] - expected) <= 0.02, (cell.accuracy, expected)
-    assert cell.accuracy["vs_gt"]["ignored_pixels"] > 0
+    assert abs(cell.accuracy.gt.iou - expected) <= 0.02, (cell.accuracy, expected)
+    assert cell.accuracy.gt.ignored_pixels > 0
     with Store(store_path) as store:
         eval_cfg = store.run(out.run_id)["config"]["eval_set"]
     assert eval_cfg["resize"] == "letterbox" and eval_cfg["mask_class"] == 15

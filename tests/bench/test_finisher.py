@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from harness.bench import finish, run
-from harness.store import CellRecord, Store
+from harness.cell import Accuracy, Cell, DeviceId, Status
+from harness.store import Store
 
 
 def _shared(store_path, run_id, seen):
@@ -25,10 +26,8 @@ def _shared(store_path, run_id, seen):
     )
 
 
-def _cell(run_id: str, n: int) -> CellRecord:
-    return CellRecord(
-        run_id, "phone", f"sha{n}", f"v{n}", "cpu", "ok", "", 0.0, 0.0, {}, {}, {}, {}, ""
-    )
+def _cell(run_id: str, n: int) -> Cell:
+    return Cell(run_id, DeviceId("127.0.0.1:5037", "phone"), f"sha{n}", f"v{n}", "cpu")
 
 
 def test_cells_are_stored_in_order_and_undecodable_outputs_fail(tmp_path, monkeypatch):
@@ -36,31 +35,32 @@ def test_cells_are_stored_in_order_and_undecodable_outputs_fail(tmp_path, monkey
         time.sleep(0.05)  # slower than the submitting side: jobs queue up
         if target == "bad":
             raise ValueError("cannot reshape array of size 3")
-        return {"n": len(raw)}, b"blob"
+        return Accuracy(n=len(raw)), b"blob"
 
     monkeypatch.setattr(finish, "_accuracy", accuracy)
     store_path = tmp_path / "r.db"
     with Store(store_path) as store:
         run_id = store.create_run({})
-    seen: list[CellRecord] = []
+    seen: list[Cell] = []
     finisher = finish._Finisher(_shared(store_path, run_id, seen), "phone")
     for n, target in enumerate(["good", "bad", "good", "good"]):
         finisher.submit(_cell(run_id, n), target, np.zeros((2, 4), np.uint8))
     finisher.close()
     assert [c.variant_id for c in seen] == ["v0", "v1", "v2", "v3"]
-    assert seen[1].status == "failed" and "outputs not decodable" in seen[1].reason
-    assert seen[0].accuracy == {"n": 2}
+    assert seen[1].status is Status.FAILED and "outputs not decodable" in seen[1].reason
+    assert seen[0].accuracy == Accuracy(n=2)
     with Store(store_path) as store:
         stored = {c.variant_id: c for c in store.cells(run_id)}
-    assert set(stored) == {"v0", "v1", "v2", "v3"} and not stored["v1"].ok
+    assert set(stored) == {"v0", "v1", "v2", "v3"} and not stored["v1"].measured
+    assert stored["v0"].measured and stored["v0"].accuracy.n == 2
 
 
 def test_drain_waits_for_queued_cells(tmp_path, monkeypatch):
-    monkeypatch.setattr(finish, "_accuracy", lambda *a: (time.sleep(0.1), ({}, b""))[1])
+    monkeypatch.setattr(finish, "_accuracy", lambda *a: (time.sleep(0.1), (Accuracy(), b""))[1])
     store_path = tmp_path / "r.db"
     with Store(store_path) as store:
         run_id = store.create_run({})
-    seen: list[CellRecord] = []
+    seen: list[Cell] = []
     finisher = finish._Finisher(_shared(store_path, run_id, seen), "phone")
     for n in range(3):
         finisher.submit(_cell(run_id, n), "t", np.zeros(1, np.uint8))

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
-from harness.diagnose.matrix import Cell, classify
+from harness.cell import (
+    Accuracy,
+    Cell,
+    CellOutcome,
+    Delegation,
+    DeviceId,
+    Fidelity,
+    Latency,
+    Status,
+    Verdict,
+)
+from harness.diagnose.matrix import MatrixCell, classify
 from harness.diagnose.recommend import recommend
-from harness.store import CellRecord, Store
+from harness.store import Store
 
 
-def _cell(head, delegate, verdict="ok", ms=1.0, **kw) -> Cell:
-    return Cell("s", f"{head}-fp32", head, delegate, verdict, latency_ms=ms, iou=0.999, **kw)
+def _cell(head, delegate, verdict="ok", ms=1.0) -> MatrixCell:
+    ref = Accuracy(vs_reference=Fidelity(iou=0.999))
+    cell = Cell("r", DeviceId("127.0.0.1:5037", "s"), "x", f"{head}-fp32", delegate,
+                latency=Latency(avg_ms=ms), accuracy=ref)  # fmt: skip
+    return MatrixCell(cell, head, CellOutcome(Verdict(verdict)))
 
 
 def test_recommendation_keeps_the_failing_delegate_and_prices_the_remedies():
@@ -40,31 +54,27 @@ def test_partial_delegation_ranks_after_full_and_nothing_correct_is_said():
     assert rec["recommended"] is None and "no configuration" in rec["text"]
 
 
-def _record(**kw) -> CellRecord:
-    base = dict(
+def _record(status=Status.MEASURED, reason="", accuracy=None, delegation=None) -> Cell:
+    return Cell(
         run_id="r",
-        serial="s",
+        device=DeviceId("127.0.0.1:5037", "s"),
         variant_sha256="x",
         variant_id="softmax-fp32",
         delegate="gpu",
-        status="ok",
-        reason="",
-        started=0.0,
-        finished=1.0,
-        latency={"avg_ms": 2.0},
-        accuracy={"vs_reference": {"iou": 1.0, "nan": 0, "inf": 0}, "signature": "sum!=1"},
-        delegation={"verdict": "full", "unsupported_ops": []},
-        thermal={},
-        log="",
+        status=status,
+        reason=reason,
+        latency=Latency(avg_ms=2.0),
+        accuracy=Accuracy.from_json(
+            accuracy or {"vs_reference": {"iou": 1.0, "nan": 0, "inf": 0}, "signature": "sum!=1"}
+        ),
+        delegation=Delegation.from_json(delegation or {"verdict": "full", "unsupported_ops": []}),
     )
-    base.update(kw)
-    return CellRecord(**base)
 
 
 def test_classify_reads_bench_cells():
     assert classify(_record(), "softmax").verdict == "sum!=1"
     assert classify(_record(), "softmax", raw_nonfinite=12).verdict == "nan"  # NaN in bg
-    failed = _record(status="failed", reason="delegate failed: TfLiteGpuDelegate Init: x")
+    failed = _record(status=Status.FAILED, reason="delegate failed: TfLiteGpuDelegate Init: x")
     assert classify(failed, "softmax").verdict == "delegate-failed"
     partial = _record(
         accuracy={"vs_reference": {"iou": 1.0}, "signature": "ok"},

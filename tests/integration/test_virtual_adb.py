@@ -207,8 +207,8 @@ def test_device_lock_excludes_a_second_holder(adb_server, two_phones):
             [
                 sys.executable,
                 "-c",
-                "from harness.devices.lock import DeviceLock;"
-                f"DeviceLock({dev.entry.server.address!r}, {dev.serial!r}).acquire()",
+                "from harness.devices.lock import DeviceId, DeviceLock;"
+                f"DeviceLock(DeviceId({dev.entry.server.address!r}, {dev.serial!r})).acquire()",
             ],
             capture_output=True,
             text=True,

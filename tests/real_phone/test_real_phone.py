@@ -109,6 +109,6 @@ def test_bench_real_abi_path(phone, tiny_model, tmp_path, runner):
     )
     assert len(out.cells) == 2
     for cell in out.cells:
-        assert cell.ok, cell.reason
-        assert cell.latency["runner"] == runner and cell.latency["runner_sha256"] == expected
-        assert cell.latency["avg_ms"] > 0 and cell.delegation["virtual"] is False
+        assert cell.measured, cell.reason
+        assert cell.latency.runner == runner and cell.latency.extra["runner_sha256"] == expected
+        assert cell.latency.avg_ms > 0 and cell.delegation.virtual is False

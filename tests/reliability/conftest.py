@@ -94,7 +94,7 @@ class Ledger:
         """Count the cells a run reported and those the store lacks (fault None: a resume)."""
         if fault:
             self.faults.add(fault)
-        stored = {(c.serial, c.variant_id, c.delegate, c.status) for c in cells}
+        stored = {(c.serial, c.variant_id, c.delegate, c.status.value) for c in cells}
         for c in payload["cells"]:
             self.reported += 1
             self.lost += (c["device"], c["variant"], c["delegate"], c["status"]) not in stored

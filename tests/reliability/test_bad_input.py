@@ -201,7 +201,7 @@ def test_non_utf8_device_output_is_read_and_escaped(bench_model, start_phone, tm
     bench = run_bench_cli(bench_model, record.serial, store, "--variants", "sigmoid-fp32")
     assert bench.returncode == 0, bench.stderr
     run, cells = stored_cells(store)
-    assert cells and all(c.ok for c in cells)
+    assert cells and all(c.measured for c in cells)
     out = tmp_path / "report"
     report = harness_cli("report", "--store", store, "--out", out)
     assert report.returncode == 0, report.stderr
@@ -229,7 +229,7 @@ def test_eval_images_of_other_sizes(bench_model, bad_phone, tmp_path):
     ok = run_bench_cli(bench_model, bad_phone.serial, store, *args)
     assert ok.returncode == 0, ok.stderr
     _, cells = stored_cells(store)
-    assert cells and all(c.ok and c.accuracy["n"] == 3 for c in cells)
+    assert cells and all(c.measured and c.accuracy.n == 3 for c in cells)
     cv2.imwrite(str(folder / "masks" / "wide.png"), np.zeros((11, 40), np.uint8))
     bad = run_bench_cli(bench_model, bad_phone.serial, tmp_path / "b.db", *args)
     assert bad.returncode == ExitCode.USAGE and one_line_error(bad.stderr)

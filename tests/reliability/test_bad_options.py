@@ -98,7 +98,7 @@ def test_a_worker_bug_fails_its_cells_instead_of_dropping_them(
     )
     outcome = run_bench(opts)
     assert outcome.status == "partial"
-    assert len(outcome.cells) == 2 and not any(c.ok for c in outcome.cells)
+    assert len(outcome.cells) == 2 and not any(c.measured for c in outcome.cells)
     assert all("internal error: OverflowError" in c.reason for c in outcome.cells)
 
 
@@ -169,10 +169,18 @@ def test_resume_plan_uses_the_stored_devices_and_options():
     }
     given = {"model": "m", "runs": 20, "delegates": None, "devices": ()}
     plan = checks.resume_plan("r", run, given, defaults)
-    assert plan == {"model": "m", "runs": 2, "delegates": "cpu", "devices": ("A",)}
+    assert plan == {"model": "m", "runs": 2, "delegates": "cpu", "devices": ("A",), "adb": ()}
     assert checks.resume_plan("r", run, {**given, "runs": 2, "devices": ("A",)}, defaults)
     with pytest.raises(UsageError, match="--model x differs"):
         checks.resume_plan("r", run, {**given, "model": "x"}, defaults)
+    # A plan that names each phone with its adb server (schema 3) resumes through those
+    # servers, one serial listed by two servers as two devices.
+    ids = [{"server": "h1:5037", "serial": "A"}, {"server": "h2:5037", "serial": "A"}]
+    run["config"]["device_ids"] = ids
+    plan = checks.resume_plan("r", run, given, defaults)
+    assert plan["devices"] == ("A@h1:5037", "A@h2:5037")
+    assert plan["adb"] == ("h1:5037", "h2:5037")
+    assert checks.resume_plan("r", run, {**given, "devices": ("A",)}, defaults)["devices"] == ("A",)
 
 
 # -- eval sets and output paths ------------------------------------------------------------------

@@ -93,7 +93,7 @@ def test_two_benches_write_one_store(bench_model, adb_server, start_phone, tmp_p
         assert len(runs) == 2 and all(r["status"] == "complete" for r in runs)
         for run in runs:
             cells = db.cells(run["id"])
-            assert len(cells) == 6 and all(c.ok for c in cells)
+            assert len(cells) == 6 and all(c.measured for c in cells)
             assert {c.serial for c in cells} == set(run["config"]["devices"])
     for record in phones:
         assert_no_leaks(record, adb_server)
@@ -102,14 +102,16 @@ def test_two_benches_write_one_store(bench_model, adb_server, start_phone, tmp_p
 _WRITER = textwrap.dedent(
     """
     import sys, time
-    from harness.store import CellRecord, Store
+    from harness.cell import Cell, DeviceId, Latency
+    from harness.store import Store
     path, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     store = Store(path)  # every writer may be the one creating the file
     run = store.create_run({"writer": tag})
     for i in range(n):
         store.record_cell(
-            CellRecord(run, tag, f"sha{i}", f"v{i}", "cpu", "ok", "", time.time(), time.time(),
-                       {"avg_ms": i}, {}, {}, {}, "log " * 50),
+            Cell(run, DeviceId("127.0.0.1:5037", tag), f"sha{i}", f"v{i}", "cpu",
+                 started=time.time(), finished=time.time(), latency=Latency(avg_ms=i),
+                 log="log " * 50),
             b"x" * 2048,
         )
         store.cells(run)  # readers interleave with writers

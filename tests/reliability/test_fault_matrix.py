@@ -152,28 +152,28 @@ def _check_run(result, store, fault: Fault, total: int):
     run, cells = stored_cells(store, payload["run"])
     LEDGER.check(fault.name, payload, cells)
     reported = {(c["variant"], c["delegate"], c["status"], c["reason"]) for c in payload["cells"]}
-    assert reported == {(c.variant_id, c.delegate, c.status, c.reason) for c in cells}
+    assert reported == {(c.variant_id, c.delegate, c.status.value, c.reason) for c in cells}
     assert len(cells) == total and integrity_ok(store)
     for cell in cells:
         expected = next((r for v, r in fault.failed.items() if v == cell.variant_id), None)
         if expected is None:
-            assert cell.ok, (cell.variant_id, cell.reason)
-            assert cell.latency["avg_ms"] > 0 and cell.accuracy["signature"] == "ok"
+            assert cell.measured, (cell.variant_id, cell.reason)
+            assert cell.latency.avg_ms > 0 and cell.accuracy.signature == "ok"
         else:
-            assert not cell.ok and expected in cell.reason, cell.reason
+            assert not cell.measured and expected in cell.reason, cell.reason
     assert run["status"] == ("complete" if fault.code == ExitCode.OK else "partial")
     return run, cells
 
 
 def _resume_completes(model, phone, store, run_id: str, before, total: int) -> None:
     """--resume measures exactly the cells that are not ok yet, and keeps the others."""
-    kept = {c.key: c.started for c in before if c.ok}
+    kept = {c.key: c.started for c in before if c.measured}
     again = run_bench_cli(model, phone.serial, store, "--resume", run_id, "--json")
     assert again.returncode == 0, again.stderr
     assert len(again.payload["cells"]) == total - len(kept)
     run, cells = stored_cells(store, run_id)
     LEDGER.check(None, again.payload, cells)
-    assert run["status"] == "complete" and len(cells) == total and all(c.ok for c in cells)
+    assert run["status"] == "complete" and len(cells) == total and all(c.measured for c in cells)
     assert all(c.started == kept[c.key] for c in cells if c.key in kept)  # never re-measured
     assert integrity_ok(store)
 
@@ -187,7 +187,7 @@ def test_fault_before_run(fault, inject, bench_model, phone, variant_sha, adb_se
     if fault.phone_log:
         assert fault.phone_log in Path(phone.log).read_text()
     if fault.name == "drop-during-pull":  # the pull was retried inside the cell
-        assert sum(c.latency["retries"] for c in cells) >= 1
+        assert sum(c.latency.extra["retries"] for c in cells) >= 1
     if fault.name == "slow-link":  # every pushed byte went through the throttled link
         assert result.seconds > result.payload["bytes_pushed"] / (32 * 1024)
     manager.apply_chaos(phone.serial, ChaosSpec())  # the fault is over
@@ -267,7 +267,7 @@ def test_offline_for_seconds_mid_run(bench_model, phone, adb_server, tmp_path):
     result = _finish(proc)
     _, cells = _check_run(result, store, Fault("offline-4s", SIX, ExitCode.OK), total=6)
     assert "chaos: offline" in Path(phone.log).read_text()
-    assert sum(c.latency["attempts"] - 1 + c.latency["retries"] for c in cells) >= 1
+    assert sum(c.latency.extra["attempts"] - 1 + c.latency.extra["retries"] for c in cells) >= 1
     assert_no_leaks(phone, adb_server)
 
 
@@ -284,9 +284,9 @@ def test_offline_longer_than_reconnect_wait(bench_model, phone, adb_server, tmp_
     run, cells = stored_cells(store, result.payload["run"])
     LEDGER.check("offline-too-long", result.payload, cells)
     assert len(cells) == 6 and run["status"] == "partial" and integrity_ok(store)
-    lost = [c for c in cells if not c.ok]
+    lost = [c for c in cells if not c.measured]
     assert lost and all("device lost" in c.reason for c in lost)
-    assert any(c.ok for c in cells)
+    assert any(c.measured for c in cells)
     manager.set_link_chaos(phone.serial)  # back online (the adb server may still say offline)
     _resume_completes(bench_model, phone, store, run["id"], cells, total=6)
     assert_no_leaks(phone, adb_server)
@@ -300,7 +300,7 @@ def test_sigterm_mid_run_then_resume(bench_model, phone, adb_server, tmp_path):
     result = _finish(proc, timeout=60)
     assert result.returncode == ExitCode.INTERRUPTED, result.stderr
     run, cells = stored_cells(store)
-    assert run["status"] == "interrupted" and cells and all(c.ok for c in cells)
+    assert run["status"] == "interrupted" and cells and all(c.measured for c in cells)
     LEDGER.faults.add("sigterm")
     _resume_completes(bench_model, phone, store, run["id"], cells, total=6)
     assert_no_leaks(phone, adb_server)

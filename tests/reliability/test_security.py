@@ -14,6 +14,7 @@ import pytest
 from harness import config
 from harness.devices import adb
 from harness.devices.device import Device, quote
+from harness.devices.identity import DeviceId
 from harness.store import Store
 from tests.reliability.conftest import run_bench_cli, stored_cells
 
@@ -53,9 +54,9 @@ def test_injection_through_model_paths_and_tensor_names(
     result = run_bench_cli(model, phone.serial, store, "--delegates", "cpu,gpu")
     assert result.returncode == 0, result.stderr
     _, cells = stored_cells(store)
-    assert len(cells) == 2 and all(c.ok for c in cells)
+    assert len(cells) == 2 and all(c.measured for c in cells)
     assert all(c.variant_id == model.stem for c in cells)
-    assert all(c.accuracy["vs_reference"]["iou"] >= 0.99 for c in cells)
+    assert all(c.accuracy.reference.iou >= 0.99 for c in cells)
     with Store(store) as db:  # the hostile tensor name did reach the device's command lines
         assert db.variant(cells[0].variant_sha256)["spec"]["input"]["name"] == "$(>P)"
     sandbox = Path(phone.root)
@@ -199,8 +200,8 @@ def test_hostile_names_are_data_in_the_store(tmp_path):
         assert store.resolve_run(hostile) == run
         with pytest.raises(Exception, match="no run or tag"):
             store.resolve_run("' OR '1'='1")
-        store.add_device(run, hostile, hostile, True, {"model": hostile})
-        assert store.devices(run)[0]["serial"] == hostile
+        store.add_device(run, DeviceId(hostile, hostile), hostile, True, {"model": hostile})
+        assert store.devices(run)[0]["serial"] == store.devices(run)[0]["server"] == hostile
     with sqlite3.connect(path) as db:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "cells" in tables

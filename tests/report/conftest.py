@@ -19,8 +19,11 @@ import numpy as np
 import pytest
 import typer
 
+from harness.cell import Accuracy, Cell, Delegation, DeviceId, Latency, Status
 from harness.errors import HarnessError
-from harness.store import CellRecord, Store
+from harness.store import Store
+
+ADB_SERVER = "127.0.0.1:5037"  # the adb server every fake phone is listed by
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_POLICY = REPO / "benchmarks" / "release.toml"
@@ -186,6 +189,7 @@ class FakeBench:
         config = {
             "model": "portrait-tiny",
             "devices": sorted(devices.values()),
+            "device_ids": [DeviceId(ADB_SERVER, s).to_json() for s in sorted(devices.values())],
             "variants": [{"id": v, "sha256": sha(v), "file": f"{v}.tflite"} for v in VARIANTS],
             "delegates": list(DELEGATES),
             "runs": 20,
@@ -203,7 +207,7 @@ class FakeBench:
         for code, serial in devices.items():
             shown = (models or {}).get(code, code)
             info = device_info(shown, serial) | {"virtual": virtual}
-            self.store.add_device(run_id, serial, shown, virtual, info)
+            self.store.add_device(run_id, DeviceId(ADB_SERVER, serial), shown, virtual, info)
             for variant in VARIANTS:
                 for delegate in DELEGATES:
                     key = (code, variant, delegate)
@@ -261,14 +265,16 @@ class FakeBench:
             "signature": "nan" if wrong else "ok",
         }
         thermal = {"before": {"zones": {"BIG": 38.0}}, "after": {"zones": {"BIG": 39.5}}}
+        device = DeviceId(ADB_SERVER, serial)
         if failed:
-            return CellRecord(run_id, serial, sha(variant), variant, delegate, "failed",
-                              "benchmark_model crashed (SIGSEGV, exit 139)", t, t + 2.0, {}, {},
-                              {}, thermal, "INFO: Loaded model\nSegmentation fault")  # fmt: skip
-        return CellRecord(run_id, serial, sha(variant), variant, delegate, "ok", "", t, t + 2.5,
-                          latency, accuracy, delegation, thermal,
-                          f"INFO: Loaded model /data/local/tmp/harness/{variant}.tflite\n"
-                          f"INFO: Inference (avg): {avg * 1000:.0f}")  # fmt: skip
+            return Cell(run_id, device, sha(variant), variant, delegate, Status.FAILED,
+                        "benchmark_model crashed (SIGSEGV, exit 139)", t, t + 2.0,
+                        thermal=thermal, log="INFO: Loaded model\nSegmentation fault")  # fmt: skip
+        return Cell(run_id, device, sha(variant), variant, delegate, Status.MEASURED, "", t,
+                    t + 2.5, Latency.from_json(latency), Accuracy.from_json(accuracy),
+                    Delegation.from_json(delegation), thermal,
+                    f"INFO: Loaded model /data/local/tmp/harness/{variant}.tflite\n"
+                    f"INFO: Inference (avg): {avg * 1000:.0f}")  # fmt: skip
 
 
 @pytest.fixture

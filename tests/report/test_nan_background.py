@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 
 from harness.bench import compare
+from harness.cell import Accuracy, Fidelity, value_signature
 from harness.diagnose.matrix import classify
-from harness.store import CellRecord
 from tests.bench.test_compare import nan_background
 
 from .conftest import EXAMPLE_POLICY, WRONG, sha
@@ -22,23 +23,21 @@ def _nan_background_cell(store, run_id: str) -> None:
     mask, ref_mask = (fg > 0.5).astype(np.uint8), (ref_fg > 0.5).astype(np.uint8)
     ref = compare.vs_reference(fg, mask, ref_fg, ref_mask, probs, whole_output=probs)
     accuracy = {"n": 2, "vs_reference": ref, "vs_float": None, "vs_gt": None,
-                "signature": compare.signature(ref)}  # fmt: skip
+                "signature": value_signature(Fidelity.from_json(ref)).value}  # fmt: skip
     [old] = [
         c
         for c in store.cells(run_id)
         if c.variant_id == WRONG[1] and c.delegate == WRONG[2] and c.serial.endswith("40101")
     ]
-    store.record_cell(
-        CellRecord(run_id, old.serial, sha(WRONG[1]), WRONG[1], WRONG[2], "ok", "", old.started,
-                   old.finished, old.latency, accuracy, old.delegation, old.thermal, old.log)
-    )  # fmt: skip
+    assert old.variant_sha256 == sha(WRONG[1])
+    store.record_cell(replace(old, accuracy=Accuracy.from_json(accuracy)))
 
 
 def test_nan_background_fails_report_gate_and_diagnose(cli, bench, store, tmp_path):
     run = bench.run()
     _nan_background_cell(store, run)
-    [cell] = [c for c in store.cells(run) if c.accuracy.get("vs_reference", {}).get("nan")]
-    assert cell.accuracy["signature"] == "nan" and cell.accuracy["vs_reference"]["iou"] == 1.0
+    [cell] = [c for c in store.cells(run) if c.accuracy.reference.nan]
+    assert cell.accuracy.signature == "nan" and cell.accuracy.reference.iou == 1.0
 
     assert classify(cell, "softmax").verdict == "nan"  # diagnose
 

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from harness.cell import Verdict
 from harness.errors import UsageError
 from harness.report import formatting as fmt
 from harness.report.assemble import load_report, render_json
@@ -236,7 +237,7 @@ def test_overlay_panels_show_the_difference(bench, store):
     report = load_report(store, [run_id])
     (cell,) = report.runs[0].failing
     samples = report.samples_of(cell)
-    assert [s.index for s in samples] == cell.worst and len(samples) == 3
+    assert [s.index for s in samples] == list(cell.accuracy.reference.worst) and len(samples) == 3
     panels = overlay_panels(samples[0])
     assert list(panels) == ["input", "desktop", "device", "difference"]
     diff = cv2.cvtColor(_decode(panels["difference"]), cv2.COLOR_BGR2RGB)
@@ -253,11 +254,13 @@ def test_load_run_fields_follow_the_schema(bench, store):
     assert run.tags == ("v1",) and run.status == "complete" and run.model == "portrait-tiny"
     cell = next(c for c in run.cells if c.variant_id == "softmax-int8" and c.delegate == "gpu")
     assert cell.variant_sha256 == sha("softmax-int8") and cell.has_outputs
-    assert cell.verdict == "partial" and cell.unsupported_ops == [
-        ("QUANTIZE", "Operation is not supported.")
-    ]
-    assert cell.p95_ms is None and cell.avg_ms == pytest.approx(9.0)
-    assert cell.spread_pct == pytest.approx(2.0) and cell.nonfinite == 0
+    assert cell.delegation.verdict == "partial" and cell.delegation.ops == (
+        ("QUANTIZE", "Operation is not supported."),
+    )
+    assert cell.outcome.verdict is Verdict.PARTIAL and not cell.outcome.failing
+    assert cell.latency.p95_ms is None and cell.latency.avg_ms == pytest.approx(9.0)
+    assert cell.latency.spread_pct == pytest.approx(2.0)
+    assert cell.accuracy.reference.nonfinite == 0
 
 
 def test_tag_command(cli, bench, store):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+from harness.cell import Latency
 from harness.report.assemble import load_report, render_json
 from harness.report.html import render_html
 from harness.report.markdown import RUNNER_NOTE, render_markdown
@@ -14,7 +15,9 @@ def test_runner_per_cell_in_markdown_html_and_json(bench, store):
     run_id = bench.run()
     cells = store.cells(run_id)
     apk_cell = cells[0]
-    latency = {**apk_cell.latency, "runner": "apk", "accuracy_runner": "shell"}
+    latency = Latency.from_json(
+        {**apk_cell.latency.to_json(), "runner": "apk", "accuracy_runner": "shell"}
+    )
     store.record_cell(replace(apk_cell, latency=latency))  # stored before: no runner = shell
     report = load_report(store, [run_id])
     md = render_markdown(report)

@@ -142,6 +142,6 @@ def test_mirrored_model_converts_and_benches_like_one_device(runs, start_phone, 
         )
         assert out.status == "complete" and len(out.cells) == 1
         cell = out.cells[0]
-        assert cell.ok and cell.latency["avg_ms"] > 0
-        assert cell.accuracy["signature"] == "ok"
+        assert cell.measured and cell.latency.avg_ms > 0
+        assert cell.accuracy.signature == "ok"
     assert specs[0] == specs[1]
