@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.bench import stats
 from harness.errors import UsageError
 from harness.policy import CPU_DELEGATES, Policy, Rule, Threshold
 from harness.report import formatting as fmt
@@ -182,8 +183,16 @@ class _Judge:
         value = change_pct(cell.avg_ms, base.avg_ms)
         if value is None:
             return self._result(cell, t, limit, fmt.MISSING, None, False, "latency not measured")
+        # A regression only when the 95% intervals separate (harness.bench.stats); a change
+        # past the limit that the intervals cannot confirm passes, marked inconclusive.
+        decision = stats.decide_cells(base.latency, cell.latency, float(limit))
         detail = f"{fmt.ms(base.avg_ms)} -> {fmt.ms(cell.avg_ms)} ms vs {base.run_id}"
-        return self._result(cell, t, limit, _format(t, value), value, value <= limit, detail)
+        if decision.verdict == stats.INCONCLUSIVE:
+            detail = f"inconclusive: {decision.why}; {detail}"
+        elif decision.regressed:
+            detail = f"{detail}; {decision.why}"
+        passed = not decision.regressed
+        return self._result(cell, t, limit, _format(t, value), value, passed, detail)
 
 
 def _no_match(rule: Rule, run: RunData) -> CheckResult:

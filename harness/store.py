@@ -92,6 +92,43 @@ CREATE TABLE IF NOT EXISTS diagnoses (
 );
 """
 
+# Bulk per-cell measurements (issue 18), additive: tables a store lacks are created on open;
+# the schema version is unchanged. Keyed like cells; written by Store.record_op_profile and
+# Store.record_sustain, read by Store.op_profile and Store.sustain.
+_PERF_SCHEMA = """
+CREATE TABLE IF NOT EXISTS op_profiles (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    serial TEXT NOT NULL,
+    variant_sha256 TEXT NOT NULL,
+    delegate TEXT NOT NULL,
+    seq INTEGER NOT NULL,              -- Run Order position
+    node_type TEXT NOT NULL,           -- SOFTMAX, CONV_2D, TfLiteGpuDelegateV2 (one row), ...
+    name TEXT NOT NULL,
+    first_ms REAL,
+    avg_ms REAL NOT NULL,
+    pct REAL,
+    mem_kb REAL,
+    times_called INTEGER,
+    on_cpu INTEGER NOT NULL,           -- 1: an op a GPU/NNAPI cell left on the CPU
+    delegate_node INTEGER NOT NULL,    -- 1: a delegate kernel (opaque: one row)
+    PRIMARY KEY (run_id, serial, variant_sha256, delegate, seq)
+);
+CREATE TABLE IF NOT EXISTS sustain_samples (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    serial TEXT NOT NULL,
+    variant_sha256 TEXT NOT NULL,
+    delegate TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    t_s REAL NOT NULL,                 -- seconds since the sustained run started
+    latency_ms REAL,                   -- mean latency of the slice ending at t_s
+    temp_c REAL,                       -- hottest thermal zone
+    cpu_khz REAL,                      -- highest cpufreq scaling_cur_freq
+    gpu_khz REAL,                      -- GPU frequency (kHz) where the phone exposes it
+    PRIMARY KEY (run_id, serial, variant_sha256, delegate, seq)
+);
+"""
+_SCHEMA += _PERF_SCHEMA
+
 # Migrations of older stores, each applied where its column is missing. Schema 2 added
 # runs.pid (version 1 stores written before it lack it).
 _ADDED_COLUMNS = ("ALTER TABLE runs ADD COLUMN pid INTEGER",)
@@ -513,3 +550,45 @@ class Store:
         """The diagnosis stored for ``run_id`` (docs/diagnose.md), or None."""
         row = self.db.execute("SELECT data FROM diagnoses WHERE run_id = ?", (run_id,)).fetchone()
         return json.loads(row[0]) if row else None
+
+    # -- per-cell bulk measurements (op profiles, sustained runs) --------------------------------
+    _OP_COLUMNS = ("seq", "node_type", "name", "first_ms", "avg_ms", "pct", "mem_kb",
+                   "times_called", "on_cpu", "delegate_node")  # fmt: skip
+    _SUSTAIN_COLUMNS = ("seq", "t_s", "latency_ms", "temp_c", "cpu_khz", "gpu_khz")
+
+    def _replace_rows(self, table: str, columns, run_id: str, key: CellKey, rows) -> None:
+        where = "run_id = ? AND serial = ? AND variant_sha256 = ? AND delegate = ?"
+        ident = (run_id, key.serial, key.variant_sha256, key.delegate)
+        names = ", ".join(("run_id", "serial", "variant_sha256", "delegate", *columns))
+        marks = ", ".join("?" * (4 + len(columns)))
+        with self.transaction() as db:
+            db.execute(f"DELETE FROM {table} WHERE {where}", ident)  # noqa: S608 - fixed names
+            db.executemany(
+                f"INSERT INTO {table} ({names}) VALUES ({marks})",  # noqa: S608
+                [ident + tuple(r.get(c) for c in columns) for r in rows],
+            )
+
+    def _rows(self, table: str, columns, run_id: str, key: CellKey) -> list[dict]:
+        rows = self.db.execute(
+            f"SELECT {', '.join(columns)} FROM {table} WHERE run_id = ? AND serial = ? "  # noqa: S608
+            "AND variant_sha256 = ? AND delegate = ? ORDER BY seq",
+            (run_id, key.serial, key.variant_sha256, key.delegate),
+        )
+        return [dict(zip(columns, r, strict=True)) for r in rows]
+
+    def record_op_profile(self, run_id: str, key: CellKey, rows: list[dict]) -> None:
+        """A cell's op-profile rows (harness.bench.profile_ops.rows); replaces earlier ones."""
+        self._replace_rows("op_profiles", self._OP_COLUMNS, run_id, key, rows)
+
+    def op_profile(self, run_id: str, key: CellKey) -> list[dict]:
+        rows = self._rows("op_profiles", self._OP_COLUMNS, run_id, key)
+        for r in rows:
+            r["on_cpu"], r["delegate_node"] = bool(r["on_cpu"]), bool(r["delegate_node"])
+        return rows
+
+    def record_sustain(self, run_id: str, key: CellKey, samples: list[dict]) -> None:
+        """A cell's sustained-run time series (harness.bench.sustain); replaces earlier ones."""
+        self._replace_rows("sustain_samples", self._SUSTAIN_COLUMNS, run_id, key, samples)
+
+    def sustain(self, run_id: str, key: CellKey) -> list[dict]:
+        return self._rows("sustain_samples", self._SUSTAIN_COLUMNS, run_id, key)

@@ -99,6 +99,7 @@ def _cell_row(cell: CellRecord) -> tuple[str, ...]:
         cell.delegate,
         f"{lat:.3f}" if lat is not None else "-",
         f"{cell.latency.get('spread_pct', 0):.1f}%" if lat is not None else "-",
+        f"±{ci:.1f}%" if (ci := cell.latency.get("ci95_pct")) is not None else "-",
         f"{acc['iou']:.4f}" if "iou" in acc else "-",
         f"{gt['iou']:.4f}" if "iou" in gt else "-",
         cell.delegation.get("verdict", "-") or "-",
@@ -116,6 +117,7 @@ def _table(rows: list[tuple[str, ...]], pending: int, title: str) -> Table:
         ("delegate", "left"),
         ("avg ms", "right"),
         ("spread", "right"),
+        ("CI95", "right"),
         ("IoU vs desktop", "right"),
         ("IoU vs GT", "right"),
         ("delegation", "left"),
@@ -210,6 +212,31 @@ def bench(
             help="Seconds --require-cool may wait per cell; then that cell fails (resume later).",
         ),
     ] = 600.0,
+    target_ci: Annotated[
+        float | None,
+        typer.Option(
+            "--target-ci",
+            metavar="PCT",
+            help="Add invocations (after --repeats) until the 95% confidence interval of the "
+            "mean latency (t over invocation means) is within ±PCT % of it, or --max-time.",
+        ),
+    ] = None,
+    max_time: Annotated[
+        float,
+        typer.Option(
+            "--max-time",
+            metavar="SECONDS",
+            help="With --target-ci: benchmark_model seconds a cell's latency pass may use.",
+        ),
+    ] = 300.0,
+    profile_ops: Annotated[
+        bool,
+        typer.Option(
+            "--profile-ops",
+            help="One more invocation per cell with op profiling: time per op and node type, "
+            "CPU-fallback ops (a GPU delegate is one row), stored and reported.",
+        ),
+    ] = False,
     mean: MeanOption = None,
     std: StdOption = None,
     input_range: InputRangeOption = None,
@@ -245,6 +272,9 @@ def bench(
         runner=runner,
         require_cool=require_cool,
         cool_wait=cool_wait,
+        target_ci=target_ci,
+        max_time=max_time,
+        profile_ops=profile_ops,
         io=io_options(
             mean=mean,
             std=std,

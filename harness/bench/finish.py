@@ -125,7 +125,14 @@ class _Finisher:
 
 
 def _commit(store: Store, shared: _Shared, cell: CellRecord, outputs: bytes | None = None) -> None:
+    from harness.bench.measure import BULK
+
+    bulk = cell.latency.pop(BULK, None) or {}  # rows for their own tables, not the cell's JSON
     store.record_cell(cell, outputs if cell.ok else None)
+    if cell.ok and bulk.get("op_profile"):
+        store.record_op_profile(cell.run_id, cell.key, bulk["op_profile"])
+    if cell.ok and bulk.get("sustain"):
+        store.record_sustain(cell.run_id, cell.key, bulk["sustain"])
     with shared.lock:
         shared.outcome.cells.append(cell)
     shared.on_cell(cell)

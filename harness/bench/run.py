@@ -76,6 +76,9 @@ class BenchOptions:
     require_cool: float | None = None  # °C: before each cell, wait until the hottest zone is below
     cool_wait: float = 600.0  # at most this many seconds per cell, then the cell fails
     io: dict = field(default_factory=dict)  # IoOptions.to_dict(): normalization, output, prior
+    target_ci: float | None = None  # % half-width of the 95% CI of the mean (harness.bench.stats)
+    max_time: float = 300.0  # seconds of benchmark_model per cell's latency pass, with target_ci
+    profile_ops: bool = False  # one more invocation per cell with op profiling (profile_ops.py)
 
     def io_options(self) -> IoOptions:
         return IoOptions.from_dict(self.io)
@@ -97,6 +100,9 @@ class BenchOptions:
             "runner",
             "require_cool",
             "cool_wait",
+            "target_ci",
+            "max_time",
+            "profile_ops",
         )
         return {k: getattr(self, k) for k in keys}
 
@@ -508,7 +514,15 @@ def run_bench(
             eval_set.fingerprint,
             inputs_by_key,
             Settings(
-                opts.runs, opts.warmup, opts.repeats, opts.threads, opts.timeout, runner=runner
+                opts.runs,
+                opts.warmup,
+                opts.repeats,
+                opts.threads,
+                opts.timeout,
+                runner=runner,
+                target_ci=opts.target_ci,
+                max_time=opts.max_time,
+                profile_ops=opts.profile_ops,
             ),
             opts.cooldown,
             threading.Event(),

@@ -575,11 +575,10 @@ def _run(bench: Benchmark, p: bm_flags.Params, out: Out) -> int:
         out.info(f"- VmRSS              : {int(rss)} MB")
         out.info(f"+ RssAnnon           : {int(rss) - int(shared)} MB")
         out.info(f"+ RssFile + RssShmem : {int(shared)} MB")
-    if p["enable_op_profiling"]:
-        out.warn(
-            "Op profiling is not available on the virtual phone (the LiteRT Python API has"
-            " no per-op timer); no profile is printed."
-        )
+    if p["enable_op_profiling"]:  # each node timed alone: see op_profile.py
+        from harness.virtual.benchmark_model import op_profile
+
+        op_profile.print_profile(bench, inputs, regular.text())
     if p["output_filepath"]:
         # Like the tool: an unopenable file is silently skipped.
         with contextlib.suppress(OSError), open(p["output_filepath"], "wb") as fh:
