@@ -20,6 +20,7 @@ from harness.report.data import (
     load_run,
     load_samples,
 )
+from harness.report.sections_perf import PerfData, load_perf
 from harness.store import Store
 
 JSON_SCHEMA = 1
@@ -32,6 +33,7 @@ class ReportData:
     comparisons: tuple[Comparison, ...] = ()
     samples: dict[tuple[str, str, str, str], list[Sample]] = field(default_factory=dict)
     diagnoses: dict[str, dict] = field(default_factory=dict)  # run id -> harness diagnose JSON
+    perf: dict[str, PerfData] = field(default_factory=dict)  # run id -> sections_perf data
 
     @property
     def any_virtual(self) -> bool:
@@ -79,7 +81,8 @@ def load_report(
                 key = (cell.run_id, cell.serial, cell.variant_sha256, cell.delegate)
                 samples[key] = load_samples(store, run, cell, images)
     diagnoses = {r.id: d for r in runs if (d := store.diagnosis(r.id)) is not None}
-    return ReportData(tuple(runs), base, comparisons, samples, diagnoses)
+    perf = {r.id: p for r in runs if not (p := load_perf(store, r)).empty}
+    return ReportData(tuple(runs), base, comparisons, samples, diagnoses, perf)
 
 
 def _finite(value):
@@ -105,6 +108,7 @@ def report_json(report: ReportData) -> dict:
             "baseline": report.baseline.to_json() if report.baseline else None,
             "comparisons": [c.to_json() for c in report.comparisons],
             "diagnoses": report.diagnoses,
+            "perf": {run_id: p.to_json() for run_id, p in report.perf.items()},
         }
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 
 from harness.report import formatting as fmt
+from harness.report import sections_perf
 from harness.report.assemble import ReportData
 from harness.report.compare import Comparison
 from harness.report.data import CellData, RunData
@@ -138,6 +139,7 @@ def render_markdown(report: ReportData) -> str:
         ]
     for run in report.runs:
         lines += _run(run, report.comparison(run))
+        lines += sections_perf.markdown(report.perf.get(run.id))
         lines += _diagnosis(report.diagnoses.get(run.id))
     return "\n".join(lines).rstrip() + "\n"
 
