@@ -237,6 +237,14 @@ def bench(
             "CPU-fallback ops (a GPU delegate is one row), stored and reported.",
         ),
     ] = False,
+    gpu_init: Annotated[
+        bool,
+        typer.Option(
+            "--gpu-init",
+            help="GPU cells: two more one-run invocations measuring init cold (kernel cache "
+            "emptied) and warm (kernels serialized by the cold one).",
+        ),
+    ] = False,
     mean: MeanOption = None,
     std: StdOption = None,
     input_range: InputRangeOption = None,
@@ -275,6 +283,7 @@ def bench(
         target_ci=target_ci,
         max_time=max_time,
         profile_ops=profile_ops,
+        gpu_init=gpu_init,
         io=io_options(
             mean=mean,
             std=std,

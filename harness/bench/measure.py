@@ -70,6 +70,7 @@ class Settings:
     runner: str = Runner.SHELL.value
     target_ci: float | None = None  # --target-ci PCT: add invocations until the CI is this tight
     profile_ops: bool = False  # --profile-ops: one more invocation with op profiling
+    gpu_init: bool = False  # --gpu-init: GPU cells measure init cold and warm (kernel cache)
     max_time: float = 300.0  # --max-time: seconds of benchmark_model a cell's latency pass may use
 
 
@@ -232,6 +233,12 @@ def latency_pass(
             device, staged, target, delegate, s
         )
         latency.setdefault(BULK, {})["op_profile"] = ops
+        texts.append(text)
+    if s.gpu_init and delegate.is_gpu:
+        from harness.bench import gpu_init
+
+        keys, text = gpu_init.init_pass(device, staged, target, delegate, s)
+        latency.update(keys)
         texts.append(text)
     return latency, delegation(last, delegate), "\n".join(texts)
 

@@ -79,6 +79,7 @@ class BenchOptions:
     target_ci: float | None = None  # % half-width of the 95% CI of the mean (harness.bench.stats)
     max_time: float = 300.0  # seconds of benchmark_model per cell's latency pass, with target_ci
     profile_ops: bool = False  # one more invocation per cell with op profiling (profile_ops.py)
+    gpu_init: bool = False  # GPU cells: init cold and warm with the kernel cache (gpu_init.py)
 
     def io_options(self) -> IoOptions:
         return IoOptions.from_dict(self.io)
@@ -103,6 +104,7 @@ class BenchOptions:
             "target_ci",
             "max_time",
             "profile_ops",
+            "gpu_init",
         )
         return {k: getattr(self, k) for k in keys}
 
@@ -523,6 +525,7 @@ def run_bench(
                 target_ci=opts.target_ci,
                 max_time=opts.max_time,
                 profile_ops=opts.profile_ops,
+                gpu_init=opts.gpu_init,
             ),
             opts.cooldown,
             threading.Event(),

@@ -354,6 +354,9 @@ class Benchmark:
                 out.runtime(NO_OPENCL, "ERROR")
                 out.runtime("Falling back to OpenGL", "ERROR")
             out.runtime(f"Initialized {'OpenCL' if backend == 'cl' else 'OpenGL'}-based API.")
+            from harness.virtual.benchmark_model import kernel_cache  # emulated compile/cache
+
+            kernel_cache.init_kernels(self.p, self.config, self.model_data, plan.delegated, out)
         out.runtime(f"Created {1 if plan.delegated else 0} GPU delegate kernels.")
         self._verdict("GPU", plan.full, 1 if plan.delegated else 0)
 
