@@ -116,7 +116,16 @@ _EXTRACT = {
     "min_iou_ref": lambda c: c.iou_ref,
     "min_iou_gt": lambda c: c.iou_gt,
     "max_nan": lambda c: None if c.nonfinite is None else float(c.nonfinite),
+    "max_sustained_avg_ms": lambda c: _sustained(c, "avg_ms"),
+    "max_throttle_pct": lambda c: _sustained(c, "throttle_pct"),
 }
+
+
+def _sustained(cell: CellData, key: str) -> float | None:
+    """A --sustain summary figure (harness.bench.sustain.summarize); None: not run."""
+    summary = cell.latency.get("sustain") if isinstance(cell.latency, dict) else None
+    value = summary.get(key) if isinstance(summary, dict) else None
+    return float(value) if isinstance(value, int | float) else None
 
 
 class _Judge:
@@ -167,6 +176,9 @@ class _Judge:
         if value is None:
             return self._result(cell, t, limit, fmt.MISSING, None, False, "not measured")
         passed = value <= limit if t.kind == "max" else value >= limit
+        if t.key == "max_throttle_pct":  # say why: throttling (a frequency drop) or drift
+            detail = (cell.latency.get("sustain") or {}).get("throttle_reason", "")
+            return self._result(cell, t, limit, _format(t, value), value, passed, detail)
         return self._result(cell, t, limit, _format(t, value), value, passed)
 
     def _regression(self, cell: CellData, t: Threshold, limit) -> CheckResult:

@@ -245,6 +245,15 @@ def bench(
             "emptied) and warm (kernels serialized by the cold one).",
         ),
     ] = False,
+    sustain: Annotated[
+        str | None,
+        typer.Option(
+            "--sustain",
+            metavar="DURATION",
+            help="After each cell's latency pass, back-to-back inference for DURATION (180, 90s, "
+            "3m, 1h) with thermal zones and CPU/GPU frequencies sampled; throttling detected.",
+        ),
+    ] = None,
     mean: MeanOption = None,
     std: StdOption = None,
     input_range: InputRangeOption = None,
@@ -259,6 +268,7 @@ def bench(
 ) -> None:
     """Benchmark variants on phones: latency per delegate and accuracy vs desktop references."""
     from harness.bench.run import BenchOptions, run_bench
+    from harness.bench.sustain import parse_duration
 
     opts = BenchOptions(
         model=model,
@@ -284,6 +294,7 @@ def bench(
         max_time=max_time,
         profile_ops=profile_ops,
         gpu_init=gpu_init,
+        sustain=parse_duration(sustain),
         io=io_options(
             mean=mean,
             std=std,

@@ -71,6 +71,7 @@ class Settings:
     target_ci: float | None = None  # --target-ci PCT: add invocations until the CI is this tight
     profile_ops: bool = False  # --profile-ops: one more invocation with op profiling
     gpu_init: bool = False  # --gpu-init: GPU cells measure init cold and warm (kernel cache)
+    sustain: float | None = None  # --sustain: seconds of back-to-back inference (sustain.py)
     max_time: float = 300.0  # --max-time: seconds of benchmark_model a cell's latency pass may use
 
 
@@ -239,6 +240,14 @@ def latency_pass(
 
         keys, text = gpu_init.init_pass(device, staged, target, delegate, s)
         latency.update(keys)
+        texts.append(text)
+    if s.sustain:
+        from harness.bench import sustain
+
+        samples, latency["sustain"], text = sustain.sustain_pass(
+            device, staged, target, delegate, s
+        )
+        latency.setdefault(BULK, {})["sustain"] = samples
         texts.append(text)
     return latency, delegation(last, delegate), "\n".join(texts)
 

@@ -80,6 +80,7 @@ class BenchOptions:
     max_time: float = 300.0  # seconds of benchmark_model per cell's latency pass, with target_ci
     profile_ops: bool = False  # one more invocation per cell with op profiling (profile_ops.py)
     gpu_init: bool = False  # GPU cells: init cold and warm with the kernel cache (gpu_init.py)
+    sustain: float | None = None  # seconds of back-to-back inference per cell (sustain.py)
 
     def io_options(self) -> IoOptions:
         return IoOptions.from_dict(self.io)
@@ -105,6 +106,7 @@ class BenchOptions:
             "max_time",
             "profile_ops",
             "gpu_init",
+            "sustain",
         )
         return {k: getattr(self, k) for k in keys}
 
@@ -526,6 +528,7 @@ def run_bench(
                 max_time=opts.max_time,
                 profile_ops=opts.profile_ops,
                 gpu_init=opts.gpu_init,
+                sustain=opts.sustain,
             ),
             opts.cooldown,
             threading.Event(),

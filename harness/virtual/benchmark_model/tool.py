@@ -111,6 +111,7 @@ class Benchmark:
         self.interp: Interpreter | None = None
         self.emulation: Emulation | None = None
         self.accel = ""  # "gpu" | "nnapi" | "" (CPU)
+        self.thermal = None  # harness.virtual.thermal.Thermal when emulated heating is on
 
     # -- validation and parameters --------------------------------------------------------------
     def validate(self) -> None:
@@ -456,6 +457,8 @@ class Benchmark:
                 ok = False
                 for line in str(exc).strip().splitlines():
                     self.out.runtime(line, "ERROR")
+            if self.thermal is not None:  # emulated heating: a capped phone runs slower
+                self.thermal.after_invoke((now_us() - start) / 1e6)
             stat.add(now_us() - start)
             if frequency > 0:
                 delay = next_finish - now_us() * 1e-6
@@ -521,6 +524,11 @@ def _failed(out: Out) -> int:
 def _run(bench: Benchmark, p: bm_flags.Params, out: Out) -> int:
     bench.validate()
     bench.log_params()
+    from harness.virtual import thermal  # emulated heating, off unless `harness virtual heat`
+
+    bench.thermal = thermal.load(os.environ.get("HARNESS_VIRTUAL_ROOT"), bench.config)
+    if bench.thermal is not None:
+        out.warn(thermal.NOTE)
     monitor = None
     if p["report_peak_memory_footprint"]:
         monitor = PeakMemory(p["memory_footprint_check_interval_ms"])
@@ -555,6 +563,8 @@ def _run(bench: Benchmark, p: bm_flags.Params, out: Out) -> int:
     if not ok:
         return _failed(out)
     regular, ok = bench.run(runs, secs, p["max_secs"], inputs)
+    if bench.thermal is not None:
+        bench.thermal.flush()
     overall_kb = maxrss_kb()
     peak_mb = monitor.stop() if monitor else 0.0
     out.info(
