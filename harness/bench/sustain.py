@@ -87,8 +87,9 @@ def _fifth(values: list, last: bool) -> list:
     return values[-k:] if last else values[:k]
 
 
-def summarize(samples: list[dict], emulated: bool) -> dict:
-    """The cell's ``latency["sustain"]``."""
+def summarize(samples: list[dict], emulated: bool, gpu: bool = False) -> dict:
+    """The cell's ``latency["sustain"]``; ``gpu``: a GPU cell, whose GPU clock is the frequency
+    that matters (else the CPU's; the other unit is used when the phone does not expose it)."""
     lat = [s["latency_ms"] for s in samples if s.get("latency_ms") is not None]
     out: dict = {"samples": len(samples), "emulated": emulated}
     if not lat:
@@ -102,13 +103,15 @@ def summarize(samples: list[dict], emulated: bool) -> dict:
             top, low = max(_fifth(values, False)), min(_fifth(values, True))
             drops[name] = (top - low) / top * 100 if top > 0 else 0.0
     temps = [s["temp_c"] for s in samples if s.get("temp_c") is not None]
-    drop = max(drops.values(), default=None)
+    which = "GPU" if gpu else "CPU"
+    if which not in drops:
+        which = next(iter(drops), which)
+    drop = drops.get(which)
     throttled = (
         drift is not None and drift > DRIFT_PCT and drop is not None and drop > FREQ_DROP_PCT
     )
     reason = ""
     if throttled:
-        which = max(drops, key=drops.get)
         reason = f"latency {drift:+.1f}% with the {which} frequency {-drops[which]:.1f}%"
     elif drift is not None and drift > DRIFT_PCT:
         reason = f"latency {drift:+.1f}% without a frequency drop: drift, not throttling"
@@ -173,4 +176,4 @@ def sustain_pass(device, staged, target, delegate: Delegate, s) -> tuple[list[di
             }
         )
     emulated = virtual and "Emulated heating on" in text
-    return samples, summarize(samples, emulated), text
+    return samples, summarize(samples, emulated, delegate.is_gpu), text
