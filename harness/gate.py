@@ -124,7 +124,9 @@ _EXTRACT = {
 def _sustained(cell: CellData, key: str) -> float | None:
     """A --sustain summary figure (harness.bench.sustain.summarize); None: not run."""
     summary = cell.latency.get("sustain") if isinstance(cell.latency, dict) else None
-    value = summary.get(key) if isinstance(summary, dict) else None
+    if not isinstance(summary, dict) or summary.get("error"):  # cut short: not measured
+        return None
+    value = summary.get(key)
     return float(value) if isinstance(value, int | float) else None
 
 

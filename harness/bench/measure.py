@@ -227,19 +227,27 @@ def latency_pass(
             avgs, s.target_ci, stats.enough(avgs, s.repeats, s.target_ci) if s.target_ci else None
         ),
     }
-    if s.profile_ops:  # after the timed invocations: the profiler's cost stays out of them
+    # Optional passes after the timed invocations (their cost stays out of them). A failure of
+    # one is recorded in its key ({"error": ...}) and never discards the latency measured.
+    if s.profile_ops:
         from harness.bench import profile_ops
 
-        ops, latency["op_profile"], text = profile_ops.profile_pass(
-            device, staged, target, delegate, s
-        )
-        latency.setdefault(BULK, {})["op_profile"] = ops
+        try:
+            ops, latency["op_profile"], text = profile_ops.profile_pass(
+                device, staged, target, delegate, s
+            )
+            latency.setdefault(BULK, {})["op_profile"] = ops
+        except CellFailed as exc:
+            latency["op_profile"], text = {"error": exc.reason}, exc.log
         texts.append(text)
     if s.gpu_init and delegate.is_gpu:
         from harness.bench import gpu_init
 
-        keys, text = gpu_init.init_pass(device, staged, target, delegate, s)
-        latency.update(keys)
+        try:
+            keys, text = gpu_init.init_pass(device, staged, target, delegate, s)
+            latency.update(keys)
+        except CellFailed as exc:
+            latency["gpu_init_error"], text = exc.reason, exc.log
         texts.append(text)
     if s.sustain:
         from harness.bench import sustain

@@ -22,7 +22,7 @@ import re
 import statistics
 import time
 
-from harness.errors import UsageError
+from harness.errors import DeviceTimeout, UsageError
 from harness.runner import BenchmarkInvocation, Delegate
 
 DRIFT_PCT = 10.0
@@ -134,7 +134,8 @@ def summarize(samples: list[dict], emulated: bool, gpu: bool = False) -> dict:
 
 def sustain_pass(device, staged, target, delegate: Delegate, s) -> tuple[list[dict], dict, str]:  # noqa: ANN001
     """Back-to-back slices for ``s.sustain`` seconds -> (samples, summary, log of the last
-    slice). CellFailed when a slice fails."""
+    slice). A slice that fails ends the run: the samples so far are kept and the summary's
+    ``error`` says why (the gate then treats the sustained figures as not measured)."""
     from dataclasses import replace
 
     from harness.bench.measure import CellFailed, _avg_us, _failure, _invoker
@@ -159,12 +160,17 @@ def sustain_pass(device, staged, target, delegate: Delegate, s) -> tuple[list[di
 
     samples = [{"seq": 0, "t_s": 0.0, "latency_ms": None, **sample()}]
     start = time.monotonic()
-    text, virtual = "", False
+    text, virtual, error = "", False, None
     while time.monotonic() - start < duration:
-        returncode, text, log, _ = invoke()
+        try:
+            returncode, text, log, _ = invoke()
+        except (CellFailed, DeviceTimeout, TimeoutError) as exc:
+            error = f"sustained run stopped at {time.monotonic() - start:.0f}s: {exc}"
+            break
         failure = _failure(returncode, log)
-        if failure:
-            raise CellFailed(f"sustained run at {time.monotonic() - start:.0f}s: {failure}", text)
+        if failure:  # the samples so far are kept; the summary says why it stopped
+            error = f"sustained run stopped at {time.monotonic() - start:.0f}s: {failure}"
+            break
         avg = _avg_us(log)
         virtual = virtual or bool(log.virtual)
         samples.append(
@@ -176,4 +182,7 @@ def sustain_pass(device, staged, target, delegate: Delegate, s) -> tuple[list[di
             }
         )
     emulated = virtual and "Emulated heating on" in text
-    return samples, summarize(samples, emulated, delegate.is_gpu), text
+    summary = summarize(samples, emulated, delegate.is_gpu)
+    if error:
+        summary["error"] = error
+    return samples, summary, text

@@ -91,3 +91,47 @@ def test_sustained_run_throttles_on_a_heated_virtual_phone(bench_model, start_ph
     result = evaluate(policy, run)
     (failed,) = result.failed
     assert failed.check == "max_throttle_pct" and "CPU frequency" in failed.detail
+
+
+class _Shell:
+    ok, out, err, returncode, seconds = True, "T 40000\nC 2000000\n", "", 0, 0.01
+
+
+class _Device:
+    def shell(self, command, timeout=None):
+        return _Shell()
+
+    def retrying(self, fn, what):
+        return fn()
+
+
+class _Staged:
+    models = {"abc": "/data/local/tmp/harness/models/abc.tflite"}
+
+
+class _Target:
+    sha256 = "abc"
+
+
+def test_a_failed_slice_keeps_the_samples_measured_before_it(monkeypatch):
+    from dataclasses import replace
+
+    from harness.bench import measure
+    from harness.runner import Delegate, parse_log
+
+    good = (
+        "INFO: count=50 first=2000 curr=2000 min=1900 max=2100 avg=2000 std=10\n"
+        "INFO: Inference timings in us: Init: 5000, First inference: 2000, "
+        "Warmup (avg): 2000, Inference (avg): 2000\n"
+    )
+    logs = iter([(0, good, parse_log(good), 1.0), (0, good, parse_log(good), 1.0)])
+    bad = "ERROR: Benchmarking failed.\n"
+
+    def invoke():
+        return next(logs, (1, bad, parse_log("", bad), 0.1))
+
+    monkeypatch.setattr(measure, "_invoker", lambda *a, **k: invoke)
+    s = replace(measure.Settings(), sustain=3600.0)
+    samples, summary, _ = sustain.sustain_pass(_Device(), _Staged(), _Target(), Delegate.CPU, s)
+    assert [x["latency_ms"] for x in samples] == [None, 2.0, 2.0]  # both slices kept
+    assert "sustained run stopped" in summary["error"] and summary["avg_ms"] == 2.0
