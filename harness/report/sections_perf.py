@@ -106,10 +106,11 @@ class PerfData:
     diffs: list[OpsDiff] = field(default_factory=list)
     init: list[CellData] = field(default_factory=list)
     sustained: list[Sustained] = field(default_factory=list)
+    errors: list[tuple[CellData, str]] = field(default_factory=list)  # optional passes that failed
 
     @property
     def empty(self) -> bool:
-        return not (self.intervals or self.ops or self.init or self.sustained)
+        return not (self.intervals or self.ops or self.init or self.sustained or self.errors)
 
     def to_json(self) -> dict:
         return {
@@ -138,6 +139,7 @@ class PerfData:
                 for c in self.init
             ],
             "sustained": [s.to_json() for s in self.sustained],
+            "errors": [{"cell": c.label, "error": e} for c, e in self.errors],
         }
 
 
@@ -170,7 +172,16 @@ def load_perf(store: Store, run: RunData) -> PerfData:
     ops = [CellOps(c, rows) for c in ok if (rows := store.op_profile(run.id, c.key))]
     init = [c for c in ok if c.latency.get("init_cold_ms") is not None]
     sustained = [Sustained(c, s) for c in ok if (s := store.sustain(run.id, c.key))]
-    return PerfData(intervals, ops, _diffs(ops), init, sustained)
+    errors = [
+        (c, str(e))
+        for c in ok
+        for e in (
+            (c.latency.get("op_profile") or {}).get("error"),
+            c.latency.get("gpu_init_error"),
+        )
+        if e
+    ]
+    return PerfData(intervals, ops, _diffs(ops), init, sustained, errors)
 
 
 # -- Markdown ----------------------------------------------------------------------------------

@@ -77,7 +77,9 @@ def test_sustained_run_throttles_on_a_heated_virtual_phone(bench_model, start_ph
         samples = store.sustain(out.run_id, cell.key)
         s = cell.latency["sustain"]
         assert s["emulated"] is True and len(samples) == s["samples"] >= 5
-        assert samples[0]["temp_c"] == pytest.approx(38.0, abs=0.5)  # the profile's BIG zone, cold
+        # before the first slice: the profile's BIG zone (38 °C), warmed only by the few runs
+        # of the latency pass, far below the trip point
+        assert 38.0 <= samples[0]["temp_c"] < 45.0
         assert s["temp_max_c"] >= 50.0  # the emulated trip point was reached
         assert s["cpu_freq_drop_pct"] == pytest.approx(75.0, abs=0.01)  # the 25% cap
         assert s["throttled"] and s["drift_pct"] > 50

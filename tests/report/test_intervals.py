@@ -48,3 +48,18 @@ def test_gate_passes_an_unconfirmed_regression_and_says_inconclusive(bench, stor
     noisy = evaluate(policy, load_run(store, slower), load_run(store, base))
     assert noisy.passed
     assert all(c.detail.startswith("inconclusive:") for c in noisy.checks)
+
+
+def test_intervals_and_failed_optional_passes_are_shown(bench, store):
+    run_id = bench.run()
+    (cell, *_) = store.cells(run_id)
+    lat = {**cell.latency, "ci95_ms": [1.0, 2.0], "ci95_pct": 33.0, "invocations": 5,
+           "ci_method": "t95 over invocation means", "ci_target_pct": 2.0,
+           "ci_target_met": False, "op_profile": {"error": "op profiling pass: no profile"}}  # fmt: skip
+    store.record_cell(replace(cell, latency=lat), store.outputs(run_id, cell.key))
+    report = load_report(store, [run_id])
+    html = render_html(report)
+    assert "Latency confidence" in html and "±2% not met" in html
+    assert "op profiling pass: no profile (its latency is kept)" in html
+    data = json.loads(render_json(report))["perf"][run_id]
+    assert data["intervals"][0]["ci95_ms"] == [1.0, 2.0] and len(data["errors"]) == 1
