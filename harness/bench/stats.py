@@ -58,7 +58,9 @@ class Interval:
         return (self.high - self.mean) / self.mean * 100.0 if self.mean > 0 else math.inf
 
     def to_json(self) -> list[float]:
-        return [self.low, self.high]
+        """``[low, high]``; a lower bound below 0 (few, noisy invocations) is stored as 0: a
+        latency is positive."""
+        return [max(self.low, 0.0), self.high]
 
 
 def interval(values: Sequence[float]) -> Interval | None:

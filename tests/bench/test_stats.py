@@ -69,3 +69,8 @@ def test_old_rule_flags_noise_the_new_rule_does_not():
     d = stats.decide_cells(base, again, 5)
     assert d.change_pct > 5  # the old rule: a regression
     assert d.verdict == stats.INCONCLUSIVE
+
+
+def test_a_lower_bound_below_zero_is_stored_as_zero():
+    ci = stats.interval([1.0, 9.0])  # mean 5, half-width 12.7 * 4 = 50.8
+    assert ci.low < 0 and ci.to_json() == [0.0, ci.high]
