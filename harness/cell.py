@@ -96,6 +96,21 @@ def _indices(value: Any) -> tuple[int, ...] | None:
     return tuple(value)
 
 
+def _floats(value: Any) -> tuple[float, ...] | None:
+    if not isinstance(value, list) or not all(_num(v) is not None for v in value):
+        return None
+    return tuple(value)
+
+
+def _pair(value: Any) -> tuple[float, float] | None:
+    floats = _floats(value)
+    return floats if floats is not None and len(floats) == 2 else None  # type: ignore[return-value]
+
+
+def _mapping(value: Any) -> dict | None:
+    return value if isinstance(value, dict) else None
+
+
 def _ops(value: Any) -> tuple[tuple[str, str], ...] | None:
     """``[[op, reason], ...]``; anything else is kept as stored (and lists no op)."""
     if not isinstance(value, list):
@@ -157,7 +172,31 @@ class Latency(_Json):
     warmup_avg_ms: float | None = None
     peak_mem_mb: float | None = None
     runner: str | None = None
+    # Confidence (harness.bench.stats): the 95% interval of avg_ms over the invocations.
+    invocations: int | None = None
+    ci95_ms: tuple[float, float] | None = None
+    ci95_pct: float | None = None
+    ci_method: str | None = None
+    ci_target_pct: float | None = None
+    ci_target_met: bool | None = None
+    invocation_avg_ms: tuple[float, ...] | None = None
+    invocation_p95_ms: tuple[float, ...] | None = None
+    invocation_init_ms: tuple[float, ...] | None = None
+    # Optional passes: --gpu-init, --profile-ops, --sustain (summaries; rows in their tables).
+    init_cold_ms: float | None = None
+    init_warm_ms: float | None = None
+    kernel_cache: str | None = None
+    gpu_init_error: str | None = None
+    op_profile: dict | None = None
+    sustain: dict | None = None
     extra: dict = field(default_factory=dict)
+
+    def sustained(self, key: str) -> float | None:
+        """A ``--sustain`` summary figure (harness.bench.sustain.summarize); None: not run, or
+        cut short (its figures are not measurements of the whole duration)."""
+        summary = self.sustain or {}
+        value = None if summary.get("error") else summary.get(key)
+        return float(value) if _num(value) is not None else None
 
     @property
     def timed_by(self) -> str:
@@ -239,6 +278,9 @@ _READERS = {
     "str | None": _str,
     "bool | None": _bool,
     "tuple[int, ...] | None": _indices,
+    "tuple[float, ...] | None": _floats,
+    "tuple[float, float] | None": _pair,
+    "dict | None": _mapping,
     "tuple[tuple[str, str], ...] | None": _ops,
     "Fidelity | None": lambda v: Fidelity.from_json(v) if isinstance(v, dict) else None,
     "GroundTruth | None": lambda v: GroundTruth.from_json(v) if isinstance(v, dict) else None,
@@ -399,4 +441,6 @@ METRICS = {
     "iou_ref": lambda c: c.accuracy.reference.iou,
     "iou_gt": lambda c: c.accuracy.gt.iou,
     "nonfinite": lambda c: c.accuracy.reference.nonfinite,
+    "sustained_avg_ms": lambda c: c.latency.sustained("avg_ms"),
+    "throttle_pct": lambda c: c.latency.sustained("throttle_pct"),
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.bench import stats
 from harness.cell import METRICS
 from harness.errors import UsageError
 from harness.policy import Policy, Rule, Threshold
@@ -119,6 +120,8 @@ _METRIC_OF = {  # threshold key -> harness.cell.METRICS key
     "min_iou_ref": "iou_ref",
     "min_iou_gt": "iou_gt",
     "max_nan": "nonfinite",
+    "max_sustained_avg_ms": "sustained_avg_ms",
+    "max_throttle_pct": "throttle_pct",
 }
 
 
@@ -174,6 +177,9 @@ class _Judge:
         if value is None:
             return self._result(cell, t, limit, fmt.MISSING, None, False, "not measured")
         passed = value <= limit if t.kind == "max" else value >= limit
+        if t.key == "max_throttle_pct":  # say why: throttling (a frequency drop) or drift
+            detail = (cell.latency.sustain or {}).get("throttle_reason", "")
+            return self._result(cell, t, limit, _format(t, value), value, passed, detail)
         return self._result(cell, t, limit, _format(t, value), value, passed)
 
     def _regression(self, cell: ReportCell, t: Threshold, limit) -> CheckResult:
@@ -190,10 +196,18 @@ class _Judge:
         value = change_pct(cell.latency.avg_ms, base.latency.avg_ms)
         if value is None:
             return self._result(cell, t, limit, fmt.MISSING, None, False, "latency not measured")
+        # A regression only when the 95% intervals separate (harness.bench.stats); a change
+        # past the limit that the intervals cannot confirm passes, marked inconclusive.
+        decision = stats.decide_cells(base.latency.to_json(), cell.latency.to_json(), float(limit))
         detail = (
             f"{fmt.ms(base.latency.avg_ms)} -> {fmt.ms(cell.latency.avg_ms)} ms vs {base.run_id}"
         )
-        return self._result(cell, t, limit, _format(t, value), value, value <= limit, detail)
+        if decision.verdict == stats.INCONCLUSIVE:
+            detail = f"inconclusive: {decision.why}; {detail}"
+        elif decision.regressed:
+            detail = f"{detail}; {decision.why}"
+        passed = not decision.regressed
+        return self._result(cell, t, limit, _format(t, value), value, passed, detail)
 
 
 def _no_match(rule: Rule, run: RunData) -> CheckResult:

@@ -68,7 +68,13 @@ THRESHOLDS: tuple[Threshold, ...] = (
     Threshold("full_delegation", "full delegation", "require",
               help="every node runs on the delegate (delegation.verdict == full)"),
     Threshold("max_regression_pct", "avg latency vs baseline", "max", "%", low=0,
-              help="avg latency increase vs the same cell of the baseline run, in %"),
+              help="avg latency increase vs the same cell of the baseline run, in %; a "
+              "regression only when the 95% intervals separate (else inconclusive, passes)"),
+    Threshold("max_sustained_avg_ms", "sustained avg latency", "max", "ms", low=0, low_open=True,
+              help="mean latency over a --sustain run (latency.sustain.avg_ms)"),
+    Threshold("max_throttle_pct", "sustained latency drift", "max", "%", low=0,
+              help="latency rise from the first to the last fifth of a --sustain run, in % "
+              "(latency.sustain.throttle_pct)"),
 )  # fmt: skip
 THRESHOLD_KEYS: dict[str, Threshold] = {t.key: t for t in THRESHOLDS}
 MATCH_KEYS = ("name", "device", "variant", "delegate")

@@ -73,6 +73,40 @@ CREATE TABLE IF NOT EXISTS diagnoses (
     created REAL NOT NULL,
     data TEXT NOT NULL                 -- JSON: harness diagnose's diagnosis (docs/diagnose.md)
 );
+-- Bulk per-cell measurements (issue 18), keyed like cells: Store.record_op_profile /
+-- Store.op_profile and Store.record_sustain / Store.sustain.
+CREATE TABLE IF NOT EXISTS op_profiles (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    server TEXT NOT NULL,
+    serial TEXT NOT NULL,
+    variant_sha256 TEXT NOT NULL,
+    delegate TEXT NOT NULL,
+    seq INTEGER NOT NULL,              -- Run Order position
+    node_type TEXT NOT NULL,           -- SOFTMAX, CONV_2D, TfLiteGpuDelegateV2 (one row), ...
+    name TEXT NOT NULL,
+    first_ms REAL,
+    avg_ms REAL NOT NULL,
+    pct REAL,
+    mem_kb REAL,
+    times_called INTEGER,
+    on_cpu INTEGER NOT NULL,           -- 1: an op a GPU/NNAPI cell left on the CPU
+    delegate_node INTEGER NOT NULL,    -- 1: a delegate kernel (opaque: one row)
+    PRIMARY KEY (run_id, server, serial, variant_sha256, delegate, seq)
+);
+CREATE TABLE IF NOT EXISTS sustain_samples (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    server TEXT NOT NULL,
+    serial TEXT NOT NULL,
+    variant_sha256 TEXT NOT NULL,
+    delegate TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    t_s REAL NOT NULL,                 -- seconds since the sustained run started
+    latency_ms REAL,                   -- mean latency of the slice ending at t_s
+    temp_c REAL,                       -- hottest thermal zone
+    cpu_khz REAL,                      -- highest cpufreq scaling_cur_freq
+    gpu_khz REAL,                      -- GPU frequency (kHz) where the phone exposes it
+    PRIMARY KEY (run_id, server, serial, variant_sha256, delegate, seq)
+);
 """
 
 

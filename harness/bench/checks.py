@@ -60,6 +60,10 @@ def bench_options(opts) -> None:  # noqa: ANN001 - a BenchOptions (run.py import
     seconds(opts.cooldown, "--cooldown")
     seconds(opts.wait_lock, "--wait")
     seconds(opts.cool_wait, "--cool-wait")
+    if opts.target_ci is not None and not (math.isfinite(opts.target_ci) and opts.target_ci > 0):
+        raise UsageError(f"--target-ci must be a percentage above 0, got {opts.target_ci}")
+    seconds(opts.max_time, "--max-time", positive=True)
+    seconds(opts.sustain, "--sustain", positive=True)
     if opts.require_cool is not None and not -50.0 <= opts.require_cool <= 150.0:
         raise UsageError(f"--require-cool must be a temperature in °C, got {opts.require_cool}")
 

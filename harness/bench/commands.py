@@ -99,6 +99,7 @@ def _cell_row(cell: Cell) -> tuple[str, ...]:
         cell.delegate,
         f"{lat.avg_ms:.3f}" if lat.avg_ms is not None else "-",
         f"{lat.spread_pct or 0:.1f}%" if lat.avg_ms is not None else "-",
+        f"±{lat.ci95_pct:.1f}%" if lat.ci95_pct is not None else "-",
         f"{iou:.4f}" if iou is not None else "-",
         f"{gt:.4f}" if gt is not None else "-",
         cell.delegation.verdict or "-",
@@ -116,6 +117,7 @@ def _table(rows: list[tuple[str, ...]], pending: int, title: str) -> Table:
         ("delegate", "left"),
         ("avg ms", "right"),
         ("spread", "right"),
+        ("CI95", "right"),
         ("IoU vs desktop", "right"),
         ("IoU vs GT", "right"),
         ("delegation", "left"),
@@ -210,6 +212,48 @@ def bench(
             help="Seconds --require-cool may wait per cell; then that cell fails (resume later).",
         ),
     ] = 600.0,
+    target_ci: Annotated[
+        float | None,
+        typer.Option(
+            "--target-ci",
+            metavar="PCT",
+            help="Add invocations (after --repeats) until the 95% confidence interval of the "
+            "mean latency (t over invocation means) is within ±PCT % of it, or --max-time.",
+        ),
+    ] = None,
+    max_time: Annotated[
+        float,
+        typer.Option(
+            "--max-time",
+            metavar="SECONDS",
+            help="With --target-ci: benchmark_model seconds a cell's latency pass may use.",
+        ),
+    ] = 300.0,
+    profile_ops: Annotated[
+        bool,
+        typer.Option(
+            "--profile-ops",
+            help="One more invocation per cell with op profiling: time per op and node type, "
+            "CPU-fallback ops (a GPU delegate is one row), stored and reported.",
+        ),
+    ] = False,
+    gpu_init: Annotated[
+        bool,
+        typer.Option(
+            "--gpu-init",
+            help="GPU cells: two more one-run invocations measuring init cold (kernel cache "
+            "emptied) and warm (kernels serialized by the cold one).",
+        ),
+    ] = False,
+    sustain: Annotated[
+        str | None,
+        typer.Option(
+            "--sustain",
+            metavar="DURATION",
+            help="After each cell's latency pass, back-to-back inference for DURATION (180, 90s, "
+            "3m, 1h) with thermal zones and CPU/GPU frequencies sampled; throttling detected.",
+        ),
+    ] = None,
     mean: MeanOption = None,
     std: StdOption = None,
     input_range: InputRangeOption = None,
@@ -224,6 +268,7 @@ def bench(
 ) -> None:
     """Benchmark variants on phones: latency per delegate and accuracy vs desktop references."""
     from harness.bench.run import BenchOptions, run_bench
+    from harness.bench.sustain import parse_duration
 
     opts = BenchOptions(
         model=model,
@@ -245,6 +290,11 @@ def bench(
         runner=runner,
         require_cool=require_cool,
         cool_wait=cool_wait,
+        target_ci=target_ci,
+        max_time=max_time,
+        profile_ops=profile_ops,
+        gpu_init=gpu_init,
+        sustain=parse_duration(sustain),
         io=io_options(
             mean=mean,
             std=std,

@@ -127,7 +127,18 @@ class _Finisher:
 
 
 def _commit(store: Store, shared: _Shared, cell: Cell, outputs: bytes | None = None) -> None:
+    from harness.bench.measure import BULK
+
+    extra = cell.latency.extra
+    bulk = extra.get(BULK) or {}  # rows for their own tables, not the cell's JSON
+    if BULK in extra:
+        kept = {k: v for k, v in extra.items() if k != BULK}
+        cell = replace(cell, latency=replace(cell.latency, extra=kept))
     store.record_cell(cell, outputs if cell.measured else None)
+    if cell.measured and bulk.get("op_profile"):
+        store.record_op_profile(cell.run_id, cell.key, bulk["op_profile"])
+    if cell.measured and bulk.get("sustain"):
+        store.record_sustain(cell.run_id, cell.key, bulk["sustain"])
     with shared.lock:
         shared.outcome.cells.append(cell)
     shared.on_cell(cell)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.bench import stats
 from harness.bench.plan import Target
 from harness.bench.stage import KERNEL_CACHE, REMOTE_ROOT, Staged
 from harness.cell import DELEGATE_FAILED
@@ -25,6 +26,10 @@ from harness.runner import (
     is_compiled_model_tool,
     parse_log,
 )
+
+# Key of a latency dict that carries bulk rows (op profile, sustained series) from the device
+# worker to the finisher, which writes them to their own store tables and drops the key.
+BULK = "_bulk"
 
 _SIGNALS = {134: "SIGABRT", 137: "SIGKILL", 139: "SIGSEGV", 136: "SIGFPE", 135: "SIGBUS"}
 
@@ -64,6 +69,11 @@ class Settings:
     timeout: float = 120.0
     affinity: str | None = None  # taskset mask, when the device supports it
     runner: str = Runner.SHELL.value
+    target_ci: float | None = None  # --target-ci PCT: add invocations until the CI is this tight
+    profile_ops: bool = False  # --profile-ops: one more invocation with op profiling
+    gpu_init: bool = False  # --gpu-init: GPU cells measure init cold and warm (kernel cache)
+    sustain: float | None = None  # --sustain: seconds of back-to-back inference (sustain.py)
+    max_time: float = 300.0  # --max-time: seconds of benchmark_model a cell's latency pass may use
 
 
 def _stats_ms(value: float | None) -> float | None:
@@ -148,7 +158,12 @@ def latency_pass(
     logs: list[BenchmarkLog] = []
     texts: list[str] = []
     bm_seconds = 0.0  # wall time of the benchmark_model commands themselves
-    for _ in range(s.repeats):
+    # ``repeats`` invocations; with --target-ci, more until the interval is tight enough or
+    # --max-time of benchmark_model time is spent (harness.bench.stats).
+    while not stats.enough([_avg_us(lg) for lg in logs], s.repeats, s.target_ci):
+        extra = len(logs) >= s.repeats  # past the minimum: only --target-ci asks for more
+        if extra and (bm_seconds >= s.max_time or len(logs) >= stats.MAX_INVOCATIONS):
+            break
         try:
             returncode, text, log, seconds = invoke()
         except (DeviceTimeout, TimeoutError) as exc:
@@ -207,7 +222,42 @@ def latency_pass(
         "spread_pct": (max(avgs) - min(avgs)) / mean * 100 if mean > 0 else 0.0,
         "peak_mem_mb": last.peak_mem_mb,
         "bm_s": bm_seconds,
+        "invocation_p95_ms": [_stats_ms(lg.inference.p95) if lg.inference else None for lg in logs],
+        "invocation_init_ms": [_stats_ms(lg.init_us) for lg in logs],
+        **stats.ci_fields(
+            avgs, s.target_ci, stats.enough(avgs, s.repeats, s.target_ci) if s.target_ci else None
+        ),
     }
+    # Optional passes after the timed invocations (their cost stays out of them). A failure of
+    # one is recorded in its key ({"error": ...}) and never discards the latency measured.
+    if s.profile_ops:
+        from harness.bench import profile_ops
+
+        try:
+            ops, latency["op_profile"], text = profile_ops.profile_pass(
+                device, staged, target, delegate, s
+            )
+            latency.setdefault(BULK, {})["op_profile"] = ops
+        except CellFailed as exc:
+            latency["op_profile"], text = {"error": exc.reason}, exc.log
+        texts.append(text)
+    if s.gpu_init and delegate.is_gpu:
+        from harness.bench import gpu_init
+
+        try:
+            keys, text = gpu_init.init_pass(device, staged, target, delegate, s)
+            latency.update(keys)
+        except CellFailed as exc:
+            latency["gpu_init_error"], text = exc.reason, exc.log
+        texts.append(text)
+    if s.sustain:
+        from harness.bench import sustain
+
+        samples, latency["sustain"], text = sustain.sustain_pass(
+            device, staged, target, delegate, s
+        )
+        latency.setdefault(BULK, {})["sustain"] = samples
+        texts.append(text)
     return latency, delegation(last, delegate), "\n".join(texts)
 
 

@@ -77,6 +77,11 @@ class BenchOptions:
     require_cool: float | None = None  # °C: before each cell, wait until the hottest zone is below
     cool_wait: float = 600.0  # at most this many seconds per cell, then the cell fails
     io: dict = field(default_factory=dict)  # IoOptions.to_dict(): normalization, output, prior
+    target_ci: float | None = None  # % half-width of the 95% CI of the mean (harness.bench.stats)
+    max_time: float = 300.0  # seconds of benchmark_model per cell's latency pass, with target_ci
+    profile_ops: bool = False  # one more invocation per cell with op profiling (profile_ops.py)
+    gpu_init: bool = False  # GPU cells: init cold and warm with the kernel cache (gpu_init.py)
+    sustain: float | None = None  # seconds of back-to-back inference per cell (sustain.py)
 
     def io_options(self) -> IoOptions:
         return IoOptions.from_dict(self.io)
@@ -98,6 +103,11 @@ class BenchOptions:
             "runner",
             "require_cool",
             "cool_wait",
+            "target_ci",
+            "max_time",
+            "profile_ops",
+            "gpu_init",
+            "sustain",
         )
         return {k: getattr(self, k) for k in keys}
 
@@ -506,7 +516,17 @@ def run_bench(
             eval_set.fingerprint,
             inputs_by_key,
             Settings(
-                opts.runs, opts.warmup, opts.repeats, opts.threads, opts.timeout, runner=runner
+                opts.runs,
+                opts.warmup,
+                opts.repeats,
+                opts.threads,
+                opts.timeout,
+                runner=runner,
+                target_ci=opts.target_ci,
+                max_time=opts.max_time,
+                profile_ops=opts.profile_ops,
+                gpu_init=opts.gpu_init,
+                sustain=opts.sustain,
             ),
             opts.cooldown,
             threading.Event(),

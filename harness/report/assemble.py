@@ -21,6 +21,7 @@ from harness.report.data import (
     load_run,
     load_samples,
 )
+from harness.report.sections_perf import PerfData, load_perf
 from harness.store import Store
 
 JSON_SCHEMA = 1
@@ -33,6 +34,7 @@ class ReportData:
     comparisons: tuple[Comparison, ...] = ()
     samples: dict[tuple[str, CellKey], list[Sample]] = field(default_factory=dict)
     diagnoses: dict[str, dict] = field(default_factory=dict)  # run id -> harness diagnose JSON
+    perf: dict[str, PerfData] = field(default_factory=dict)  # run id -> sections_perf data
 
     @property
     def any_virtual(self) -> bool:
@@ -78,7 +80,8 @@ def load_report(
             for cell in failing:
                 samples[(cell.run_id, cell.key)] = load_samples(store, run, cell, images)
     diagnoses = {r.id: d for r in runs if (d := store.diagnosis(r.id)) is not None}
-    return ReportData(tuple(runs), base, comparisons, samples, diagnoses)
+    perf = {r.id: p for r in runs if not (p := load_perf(store, r)).empty}
+    return ReportData(tuple(runs), base, comparisons, samples, diagnoses, perf)
 
 
 def _finite(value):
@@ -104,6 +107,7 @@ def report_json(report: ReportData) -> dict:
             "baseline": report.baseline.to_json() if report.baseline else None,
             "comparisons": [c.to_json() for c in report.comparisons],
             "diagnoses": report.diagnoses,
+            "perf": {run_id: p.to_json() for run_id, p in report.perf.items()},
         }
     )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from harness.bench import stats
 from harness.cell import METRICS as VALUES
 from harness.report.data import ReportCell, RunData
 
@@ -41,11 +42,17 @@ def change_pct(new: float | None, base: float | None) -> float | None:
     return (new - base) / base * 100.0
 
 
+# Latency metrics judged with 95% intervals of the per-invocation values (harness.bench.stats):
+# a change beyond the threshold is a regression only when the intervals separate.
+INTERVAL_METRICS = ("avg_ms", "p95_ms", "init_ms")
+
+
 @dataclass(frozen=True)
 class Delta:
     metric: Metric
     base: float | None
     new: float | None
+    decision: stats.Decision | None = None  # for INTERVAL_METRICS
 
     @property
     def change(self) -> float | None:
@@ -67,13 +74,22 @@ class Delta:
 
     @property
     def regressed(self) -> bool:
+        if self.decision is not None:
+            return self.decision.regressed
         score = self._score
         return score is not None and score > self.metric.threshold
 
     @property
     def improved(self) -> bool:
+        if self.decision is not None:
+            return self.decision.verdict == stats.IMPROVEMENT
         score = self._score
         return score is not None and score < -self.metric.threshold
+
+    @property
+    def inconclusive(self) -> bool:
+        """Beyond the threshold, but the intervals overlap (or one is missing)."""
+        return self.decision is not None and self.decision.inconclusive
 
     def to_json(self) -> dict:
         return {
@@ -86,6 +102,14 @@ class Delta:
             "threshold_unit": "%" if self.metric.relative else "abs",
             "regressed": self.regressed,
             "improved": self.improved,
+            "decision": self.decision.verdict if self.decision else None,
+            "decision_why": self.decision.why if self.decision else None,
+            "base_ci95": self.decision.base.to_json()
+            if self.decision and self.decision.base
+            else None,
+            "new_ci95": self.decision.new.to_json()
+            if self.decision and self.decision.new
+            else None,
         }
 
 
@@ -127,6 +151,12 @@ class CellComparison:
         return out
 
     @property
+    def inconclusive(self) -> list[str]:
+        """Changes beyond a threshold that the intervals cannot confirm: ``["avg latency
+        +6.0% but the 95% intervals overlap (...)"]``."""
+        return [f"{d.metric.label} {d.decision.why}" for d in self.deltas if d.inconclusive]
+
+    @property
     def rebuilt(self) -> bool:
         return self.cell.variant_sha256 != self.base.variant_sha256
 
@@ -145,6 +175,7 @@ class CellComparison:
             "status_change": self.status_change,
             "regressed": self.regressed,
             "reasons": self.reasons,
+            "inconclusive": self.inconclusive,
             "improved": self.improved,
             "deltas": [d.to_json() for d in self.deltas],
         }
@@ -164,6 +195,10 @@ class Comparison:
         return [c for c in self.cells if c.regressed]
 
     @property
+    def inconclusive(self) -> list[CellComparison]:
+        return [c for c in self.cells if not c.regressed and c.inconclusive]
+
+    @property
     def improvements(self) -> list[CellComparison]:
         return [c for c in self.cells if c.improved]
 
@@ -177,6 +212,9 @@ class Comparison:
             },
             "cells": [c.to_json() for c in self.cells],
             "regressions": len(self.regressions),
+            "inconclusive": len(self.inconclusive),
+            "regression_rule": "latency: beyond the threshold and 95% intervals separate "
+            f"({stats.CI_METHOD}); else inconclusive",
             "improvements": len(self.improvements),
             "only_in_run": [c.label for c in self.only_in_run],
             "only_in_baseline": [c.label for c in self.only_in_baseline],
@@ -219,7 +257,7 @@ def compare_runs(run: RunData, baseline: RunData) -> Comparison:
             kinds = ("virtual", "real") if cell.virtual else ("real", "virtual")
             not_comparable.append((cell, f"{kinds[0]} phone vs {kinds[1]} baseline"))
             continue
-        deltas = tuple(Delta(m, VALUES[m.key](base), VALUES[m.key](cell)) for m in METRICS)
+        deltas = tuple(_delta(m, base, cell) for m in METRICS)
         cells.append(CellComparison(cell, base, deltas))
     used = set(matched.values())
     return Comparison(
@@ -230,3 +268,17 @@ def compare_runs(run: RunData, baseline: RunData) -> Comparison:
         only_in_baseline=tuple(c for c in baseline.cells if c not in used),
         not_comparable=tuple(not_comparable),
     )
+
+
+def _delta(m: Metric, base: ReportCell, cell: ReportCell) -> Delta:
+    b, n = VALUES[m.key](base), VALUES[m.key](cell)
+    if m.key not in INTERVAL_METRICS or b is None or n is None:
+        return Delta(m, b, n)
+    decision = stats.decide(
+        b,
+        n,
+        stats.latency_interval(base.latency.to_json(), m.key),
+        stats.latency_interval(cell.latency.to_json(), m.key),
+        m.threshold,
+    )
+    return Delta(m, b, n, decision)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from harness.report import charts, overlays
+from harness.report import charts, overlays, sections_perf
 from harness.report import formatting as fmt
 from harness.report.assemble import ReportData
 from harness.report.compare import METRICS, Comparison
@@ -147,6 +147,7 @@ def _run_view(report: ReportData, run: RunData) -> dict:
         "delegation": _delegation_rows(run),
         "failing": _failing(report, run),
         "comparison": _comparison_view(report.comparison(run)),
+        "perf": sections_perf.html_view(report.perf.get(run.id)),
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 
 from harness.report import formatting as fmt
+from harness.report import sections_perf
 from harness.report.assemble import ReportData
 from harness.report.compare import Comparison
 from harness.report.data import ReportCell, RunData
@@ -72,11 +73,18 @@ def _regressions(cmp: Comparison) -> list[str]:
     base = cmp.baseline
     name = f"`{md(base.tags[0])}` ({md(base.id)})" if base.tags else f"`{md(base.id)}`"
     regressed = cmp.regressions
+    unsure = [
+        f"- inconclusive: {_device(c.cell)} {md(c.cell.variant_id)} {md(c.cell.delegate)}: "
+        + md("; ".join(c.inconclusive))
+        for c in cmp.inconclusive
+    ]
     if not regressed:
         return [
             f"**No regression vs {name}** ({len(cmp.cells)} cells compared, "
-            f"{len(cmp.improvements)} improved).",
+            f"{len(cmp.improvements)} improved, {len(unsure)} inconclusive).",
             "",
+            *unsure,
+            *([""] if unsure else []),
         ]
     lines = [f"**{len(regressed)} regressed vs {name}** ({len(cmp.cells)} cells compared)", ""]
     rows = []
@@ -95,7 +103,7 @@ def _regressions(cmp: Comparison) -> list[str]:
         )
     lines += _table(["device", "variant", "delegate", "avg latency", "IoU ref", "why"], rows)
     lines.append("")
-    return lines
+    return lines + unsure + ([""] if unsure else [])
 
 
 def _all_cells(run: RunData) -> list[str]:
@@ -140,6 +148,7 @@ def render_markdown(report: ReportData) -> str:
         ]
     for run in report.runs:
         lines += _run(run, report.comparison(run))
+        lines += sections_perf.markdown(report.perf.get(run.id))
         lines += _diagnosis(report.diagnoses.get(run.id))
     return "\n".join(lines).rstrip() + "\n"
 

@@ -120,6 +120,32 @@ def chaos(
 
 
 @app.command()
+def heat(
+    selector: Annotated[
+        str, typer.Argument(help="Serial, port, profile or model; 'all' for every one.")
+    ],
+    speed: Annotated[
+        float,
+        typer.Option(
+            "--speed",
+            help="Emulated heating under load: 1 = the profile's thermal model in real time, "
+            "N = N times faster (tests), 0 = off (steady temperatures, the default).",
+        ),
+    ] = 1.0,
+) -> None:
+    """Emulate heating and a CPU/GPU frequency cap under load (harness/virtual/thermal.py).
+
+    Temperatures and caps are emulated from the profile's [emulation] table, never measured;
+    see docs/virtual-phone.md.
+    """
+    from harness.virtual import thermal
+
+    for serial in thermal.set_heating(selector, speed):
+        state = f"on, speed {speed:g}" if speed > 0 else "off"
+        console().print(f"{serial}: emulated heating {state}")
+
+
+@app.command()
 def stop(
     selector: Annotated[
         str, typer.Argument(help="Serial, port, profile or model; 'all' for every one.")

@@ -43,6 +43,9 @@ class Profile:
     mediump_source: str = "not established"
     delegate: str = DEFAULT_GENERATION  # the GPU delegate generation it runs by default
     delegate_why: str = "not established: no source says which runtime this phone's app used"
+    # Emulation knobs (``[emulation]``): GPU kernel compile cost, heating and frequency cap
+    # (harness/virtual/thermal.py, benchmark_model/kernel_cache.py). Emulated, not measured.
+    emulation: dict = field(default_factory=dict)
 
     @property
     def model(self) -> str:
@@ -168,6 +171,7 @@ def load_profile(name: str) -> Profile:
             mediump_source=str(gpu.get("mediump_source", "not established")),
             delegate=str(virtual.get("delegate", DEFAULT_GENERATION)),
             delegate_why=str(virtual.get("delegate_why", Profile.delegate_why)),
+            emulation=dict(data.get("emulation", {})),
         )
     except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"{path}: invalid device profile ({exc})") from exc

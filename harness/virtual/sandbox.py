@@ -129,6 +129,7 @@ class Sandbox:
             "gpu_delegate": delegate,
             "mediump_bits": profile.mediump_bits,
             "model": profile.model,
+            "emulation": profile.emulation,  # compile cost, heating (emulated: thermal.py)
         }
         _write(r / ".harness" / "virtual.json", json.dumps(virtual, indent=2) + "\n")
         for n, khz in enumerate(profile.cpu_max_khz):

@@ -111,6 +111,7 @@ class Benchmark:
         self.interp: Interpreter | None = None
         self.emulation: Emulation | None = None
         self.accel = ""  # "gpu" | "nnapi" | "" (CPU)
+        self.thermal = None  # harness.virtual.thermal.Thermal when emulated heating is on
 
     # -- validation and parameters --------------------------------------------------------------
     def validate(self) -> None:
@@ -354,6 +355,9 @@ class Benchmark:
                 out.runtime(NO_OPENCL, "ERROR")
                 out.runtime("Falling back to OpenGL", "ERROR")
             out.runtime(f"Initialized {'OpenCL' if backend == 'cl' else 'OpenGL'}-based API.")
+            from harness.virtual.benchmark_model import kernel_cache  # emulated compile/cache
+
+            kernel_cache.init_kernels(self.p, self.config, self.model_data, plan.delegated, out)
         out.runtime(f"Created {1 if plan.delegated else 0} GPU delegate kernels.")
         self._verdict("GPU", plan.full, 1 if plan.delegated else 0)
 
@@ -453,6 +457,8 @@ class Benchmark:
                 ok = False
                 for line in str(exc).strip().splitlines():
                     self.out.runtime(line, "ERROR")
+            if self.thermal is not None:  # emulated heating: a capped phone runs slower
+                self.thermal.after_invoke((now_us() - start) / 1e6)
             stat.add(now_us() - start)
             if frequency > 0:
                 delay = next_finish - now_us() * 1e-6
@@ -518,6 +524,11 @@ def _failed(out: Out) -> int:
 def _run(bench: Benchmark, p: bm_flags.Params, out: Out) -> int:
     bench.validate()
     bench.log_params()
+    from harness.virtual import thermal  # emulated heating, off unless `harness virtual heat`
+
+    bench.thermal = thermal.load(os.environ.get("HARNESS_VIRTUAL_ROOT"), bench.config)
+    if bench.thermal is not None:
+        out.warn(thermal.NOTE)
     monitor = None
     if p["report_peak_memory_footprint"]:
         monitor = PeakMemory(p["memory_footprint_check_interval_ms"])
@@ -552,6 +563,8 @@ def _run(bench: Benchmark, p: bm_flags.Params, out: Out) -> int:
     if not ok:
         return _failed(out)
     regular, ok = bench.run(runs, secs, p["max_secs"], inputs)
+    if bench.thermal is not None:
+        bench.thermal.flush()
     overall_kb = maxrss_kb()
     peak_mb = monitor.stop() if monitor else 0.0
     out.info(
@@ -575,11 +588,10 @@ def _run(bench: Benchmark, p: bm_flags.Params, out: Out) -> int:
         out.info(f"- VmRSS              : {int(rss)} MB")
         out.info(f"+ RssAnnon           : {int(rss) - int(shared)} MB")
         out.info(f"+ RssFile + RssShmem : {int(shared)} MB")
-    if p["enable_op_profiling"]:
-        out.warn(
-            "Op profiling is not available on the virtual phone (the LiteRT Python API has"
-            " no per-op timer); no profile is printed."
-        )
+    if p["enable_op_profiling"]:  # each node timed alone: see op_profile.py
+        from harness.virtual.benchmark_model import op_profile
+
+        op_profile.print_profile(bench, inputs, regular.text())
     if p["output_filepath"]:
         # Like the tool: an unopenable file is silently skipped.
         with contextlib.suppress(OSError), open(p["output_filepath"], "wb") as fh:
