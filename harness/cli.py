@@ -89,20 +89,13 @@ def _register() -> None:
     app.command("tag")(report_commands.tag)
     app.command("gate")(report_commands.gate)
     app.command("diagnose")(diagnose_commands.diagnose)
-    try:  # areas built in parallel register themselves when present
-        from harness.train import commands as train_commands
+    from harness.convert import commands as convert_commands
+    from harness.train import commands as train_commands
 
-        app.command("train")(train_commands.train)
-    except ImportError:
-        pass
-    try:
-        from harness.convert import commands as convert_commands
-
-        app.command("convert")(convert_commands.convert)
-        app.command("inspect")(convert_commands.inspect)
-        app.command("import")(convert_commands.import_model)
-    except ImportError:
-        pass
+    app.command("train")(train_commands.train)
+    app.command("convert")(convert_commands.convert)
+    app.command("inspect")(convert_commands.inspect)
+    app.command("import")(convert_commands.import_model)
 
 
 _register()
