@@ -80,6 +80,7 @@ def _register() -> None:
 
     app.add_typer(asset_commands.app, name="assets")
     app.command("demo")(demo)
+    from harness import gate_commands
     from harness.bench import commands as bench_commands
     from harness.diagnose import commands as diagnose_commands
     from harness.report import commands as report_commands
@@ -87,7 +88,7 @@ def _register() -> None:
     app.command("bench")(bench_commands.bench)
     app.command("report")(report_commands.report)
     app.command("tag")(report_commands.tag)
-    app.command("gate")(report_commands.gate)
+    app.command("gate")(gate_commands.gate)
     app.command("diagnose")(diagnose_commands.diagnose)
     from harness.convert import commands as convert_commands
     from harness.train import commands as train_commands

@@ -24,8 +24,8 @@ def _decode(
     raw: np.ndarray, target: Target
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
     """Device bytes -> (foreground, mask, class probabilities or None, whole output tensor)."""
+    from harness.convert.reference import decode_outputs, dequantize
     from harness.convert.specs import Semantics
-    from harness.reference import decode_outputs, dequantize
 
     size = int(np.prod(target.output.shape[1:])) * np.dtype(target.output.dtype).itemsize
     chunk = raw[:, target.output_offset : target.output_offset + size]

@@ -392,7 +392,7 @@ def run_bench(
     on_cell: Callable[[CellRecord], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
 ) -> Outcome:
-    from harness.reference import EvalSet, reference_outputs
+    from harness.convert.reference import EvalSet, reference_outputs
 
     wall0 = time.monotonic()
     if resume:

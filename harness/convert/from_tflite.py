@@ -149,7 +149,7 @@ def convert_tflite(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> Manifest:
     """Make ``heads`` (fp32) from the float .tflite ``path`` into ``out_dir``/variants."""
-    from harness.reference import preprocess, run_tflite
+    from harness.convert.reference import preprocess, run_tflite
 
     path = Path(path)
     report = progress or (lambda _m, _d, _t: None)

@@ -22,6 +22,7 @@ import numpy as np
 from harness import metrics
 from harness.convert import heads as heads_mod
 from harness.convert.gpu import gpu_verdict
+from harness.convert.reference import EvalSet, normalize, reference_outputs
 from harness.convert.specs import InputSpec, Normalization, OutputSpec
 from harness.convert.tflite_model import TfliteModel, read_tflite
 from harness.convert.variants import (
@@ -37,7 +38,6 @@ from harness.convert.variants import (
     write_manifest,
 )
 from harness.errors import ConversionFailed, HarnessError, ModelError, UsageError
-from harness.reference import EvalSet, normalize, reference_outputs
 
 __all__ = [
     "ConvertOptions",

@@ -27,13 +27,13 @@ from harness.bench.measure import Settings
 from harness.bench.plan import Target, eval_images, resolve_targets
 from harness.bench.run import BenchOptions, run_bench
 from harness.convert.iospec import IoOptions
+from harness.convert.reference import EvalSet, preprocess
 from harness.diagnose.exposure import Finding, explain, exposure
 from harness.diagnose.localize import DEFAULT_TOLERANCE, localize
 from harness.diagnose.matrix import Cell, classify, delegate_label
 from harness.diagnose.plan import plan_model
 from harness.diagnose.recommend import recommend
 from harness.errors import UsageError
-from harness.reference import EvalSet, preprocess
 from harness.runner import parse_delegate
 from harness.store import CellRecord, Store
 from harness.tflite.gpu_delegates import GENERATIONS
