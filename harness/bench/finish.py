@@ -17,7 +17,7 @@ from harness.bench.plan import Target
 from harness.store import CellRecord, Store, encode_arrays
 
 if TYPE_CHECKING:
-    from harness.bench.run import _Shared
+    from harness.bench.worker import Shared as _Shared
 
 
 def _decode(
