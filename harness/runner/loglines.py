@@ -157,32 +157,16 @@ PATTERNS = {
     "unconsumed": re.compile(r"Unconsumed cmdline flags:\s*(.*)$"),
     "table": re.compile(r"^=+ (.+?) =+$"),
 }
+# The columns both op-profiling tables end with: avg ms, % of the total, cumulative %, memory,
+# times called.
+_ROW_TAIL = (
+    rf"(?P<avg>{NUM})\s+(?P<pct>{NUM})%\s+(?P<cdf>{NUM})%\s+(?P<mem>{NUM})\s+(?P<times>\d{{1,12}})"
+)
 PROFILE_ROW = re.compile(
-    r"^(?P<type>\S.*?)\s+(?:(?P<start>"
-    + NUM
-    + r")\s+)?(?P<first>"
-    + NUM
-    + r")\s+(?P<avg>"
-    + NUM
-    + r")\s+(?P<pct>"
-    + NUM
-    + r")%\s+(?P<cdf>"
-    + NUM
-    + r")%\s+(?P<mem>"
-    + NUM
-    + r")\s+(?P<times>\d{1,12})(?:\s+(?P<name>.*))?$"
+    rf"^(?P<type>\S.*?)\s+(?:(?P<start>{NUM})\s+)?(?P<first>{NUM})\s+{_ROW_TAIL}"
+    r"(?:\s+(?P<name>.*))?$"
 )
-SUMMARY_ROW = re.compile(
-    r"^(?P<type>\S.*?)\s+(?P<count>\d{1,12})\s+(?P<avg>"
-    + NUM
-    + r")\s+(?P<pct>"
-    + NUM
-    + r")%\s+(?P<cdf>"
-    + NUM
-    + r")%\s+(?P<mem>"
-    + NUM
-    + r")\s+(?P<times>\d{1,12})\s*$"
-)
+SUMMARY_ROW = re.compile(rf"^(?P<type>\S.*?)\s+(?P<count>\d{{1,12}})\s+{_ROW_TAIL}\s*$")
 
 DELEGATE_ALIASES = {
     "tflitegpudelegatev2": "GPU",
