@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from harness import cli, tfcompat
-from harness.convert.pipeline import ConvertOptions, convert_model, load_model_folder
+from harness.convert.folder import load_model_folder
+from harness.convert.pipeline import ConvertOptions, convert_model
 from harness.convert.reference import run_tflite
 from harness.convert.variants import Head, Precision
 from harness.errors import ExitCode
