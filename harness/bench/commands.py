@@ -10,70 +10,22 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from harness.cli_options import (
+    ActivationOption,
+    FgChannelOption,
+    FullResOption,
+    InputRangeOption,
+    MaskClassOption,
+    MeanOption,
+    OutputOption,
+    PriorOption,
+    ResizeOption,
+    StdOption,
+)
 from harness.devices.options import AdbOption, DeviceOption, JsonOption
 from harness.errors import PartialRun
 from harness.store import CellRecord
 from harness.ui import console, err_console
-
-# I/O overrides shared by bench and diagnose (harness.convert.iospec resolves them).
-MeanOption = Annotated[
-    str | None,
-    typer.Option("--mean", help="Input normalization mean, e.g. 127.5 or 123.7,116.3,103.5."),
-]
-StdOption = Annotated[
-    str | None, typer.Option("--std", help="Input normalization std, e.g. 127.5.")
-]
-InputRangeOption = Annotated[
-    str | None,
-    typer.Option(
-        "--input-range", help="Named input range instead of --mean/--std: 0,1 | -1,1 | 0,255."
-    ),
-]
-OutputOption = Annotated[
-    str | None,
-    typer.Option("--output", help="The mask output: name or index (default: first per-pixel map)."),
-]
-FgChannelOption = Annotated[
-    int | None, typer.Option("--fg-channel", help="Foreground channel of the mask output.")
-]
-ActivationOption = Annotated[
-    str | None,
-    typer.Option(
-        "--activation", help="Activation in the model: none (logits), sigmoid, softmax, argmax."
-    ),
-]
-PriorOption = Annotated[
-    str | None,
-    typer.Option(
-        "--prior", help="4-channel inputs: prior-mask channel from gt | empty | previous."
-    ),
-]
-
-
-ResizeOption = Annotated[
-    str | None,
-    typer.Option("--resize", help="Eval photos to the model input: stretch (default) | letterbox."),
-]
-MaskClassOption = Annotated[
-    int | None,
-    typer.Option(
-        "--mask-class", help="Class-index masks: the foreground class (255 = ignore, VOC style)."
-    ),
-]
-
-FullResOption = Annotated[
-    bool,
-    typer.Option(
-        "--full-res-iou", help="Also score IoU vs ground truth at each photo's own resolution."
-    ),
-]
-
-
-def io_options(**flags) -> dict:  # type: ignore[no-untyped-def]
-    """The I/O flags as a checked ``IoOptions`` dict (bad values fail here, in one line)."""
-    from harness.convert.iospec import IoOptions
-
-    return IoOptions(**flags).to_dict()
 
 
 def print_warnings(warnings: list[str] | tuple[str, ...]) -> None:
@@ -223,7 +175,9 @@ def bench(
     as_json: JsonOption = False,
 ) -> None:
     """Benchmark variants on phones: latency per delegate and accuracy vs desktop references."""
+    flags = dict(locals())  # the parameters: IoOptions.from_flags picks the I/O ones
     from harness.bench.run import BenchOptions, run_bench
+    from harness.convert.iospec import IoOptions
 
     opts = BenchOptions(
         model=model,
@@ -245,18 +199,7 @@ def bench(
         runner=runner,
         require_cool=require_cool,
         cool_wait=cool_wait,
-        io=io_options(
-            mean=mean,
-            std=std,
-            input_range=input_range,
-            output=output,
-            fg_channel=fg_channel,
-            activation=activation,
-            prior=prior,
-            resize=resize,
-            mask_class=mask_class,
-            full_res_iou=full_res_iou or None,
-        ),
+        io=IoOptions.from_flags(flags).to_dict(),
     )
     rows: list[tuple[str, ...]] = []
     state = {"pending": 0, "title": "bench", "live": None}
