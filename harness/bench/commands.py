@@ -79,6 +79,84 @@ def _table(rows: list[tuple[str, ...]], pending: int, title: str) -> Table:
     return table
 
 
+class _LiveTable:
+    """The cells as they finish, in a live table (nothing shown with ``show`` False)."""
+
+    def __init__(self, show: bool) -> None:
+        self.show = show
+        self.rows: list[tuple[str, ...]] = []
+        self.pending = 0
+        self.title = "bench"
+        self.live: Live | None = None
+
+    def start(self, run_id: str, plan: list) -> None:
+        self.pending = len(plan)
+        self.title = f"run {run_id}"
+        if self.show:
+            self.live = Live(
+                _table(self.rows, self.pending, self.title),
+                console=console(),
+                refresh_per_second=4,
+                transient=False,
+            )
+            self.live.start()
+
+    def add(self, cell: CellRecord) -> None:
+        self.rows.append(_cell_row(cell))
+        self.pending -= 1
+        if self.live is not None:
+            self.live.update(_table(self.rows, self.pending, self.title))
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+
+def _warn(text: str) -> None:  # phone state: a warning, never a refusal
+    err_console().print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
+
+
+def _print_outcome(outcome, store: str, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "run": outcome.run_id,
+                    "status": outcome.status,
+                    "store": store,
+                    "bytes_pushed": outcome.bytes_sent,
+                    "bytes_cached": outcome.bytes_skipped,
+                    "wall_seconds": outcome.wall_seconds,
+                    "device_seconds": outcome.device_seconds,
+                    "warnings": outcome.warnings,
+                    "cells": [
+                        {
+                            "device": c.serial,
+                            "variant": c.variant_id,
+                            "delegate": c.delegate,
+                            "status": c.status,
+                            "reason": c.reason,
+                            "latency": c.latency,
+                            "accuracy": c.accuracy,
+                            "delegation": c.delegation,
+                        }
+                        for c in outcome.cells
+                    ],
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return
+    console().print(
+        f"run [bold]{outcome.run_id}[/]: {len(outcome.cells)} cells measured"
+        + (f", {outcome.skipped_cells} already stored" if outcome.skipped_cells else "")
+        + f", {len(outcome.failed)} failed; pushed {outcome.bytes_sent / 1e6:.1f} MB "
+        f"({outcome.bytes_skipped / 1e6:.1f} MB already on the phones); store {store}"
+    )
+    print_warnings(outcome.warnings)
+
+
 def bench(
     model: Annotated[
         str, typer.Option("--model", "-m", help="Model folder (models/NAME) or a .tflite file.")
@@ -201,76 +279,18 @@ def bench(
         cool_wait=cool_wait,
         io=IoOptions.from_flags(flags).to_dict(),
     )
-    rows: list[tuple[str, ...]] = []
-    state = {"pending": 0, "title": "bench", "live": None}
-
-    def on_start(run_id: str, plan: list) -> None:
-        state["pending"] = len(plan)
-        state["title"] = f"run {run_id}"
-        if not as_json:
-            live = Live(
-                _table(rows, len(plan), state["title"]),
-                console=console(),
-                refresh_per_second=4,
-                transient=False,
-            )
-            live.start()
-            state["live"] = live
-
-    def on_cell(cell: CellRecord) -> None:
-        rows.append(_cell_row(cell))
-        state["pending"] -= 1
-        if state["live"] is not None:
-            state["live"].update(_table(rows, state["pending"], state["title"]))
-
-    def on_warning(text: str) -> None:  # phone state: a warning, never a refusal
-        err_console().print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
-
+    progress = _LiveTable(show=not as_json)
     try:
         outcome = run_bench(
-            opts, resume=resume, on_start=on_start, on_cell=on_cell, on_warning=on_warning
+            opts,
+            resume=resume,
+            on_start=progress.start,
+            on_cell=progress.add,
+            on_warning=_warn,
         )
     finally:
-        if state["live"] is not None:
-            state["live"].stop()
-    if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "run": outcome.run_id,
-                    "status": outcome.status,
-                    "store": store,
-                    "bytes_pushed": outcome.bytes_sent,
-                    "bytes_cached": outcome.bytes_skipped,
-                    "wall_seconds": outcome.wall_seconds,
-                    "device_seconds": outcome.device_seconds,
-                    "warnings": outcome.warnings,
-                    "cells": [
-                        {
-                            "device": c.serial,
-                            "variant": c.variant_id,
-                            "delegate": c.delegate,
-                            "status": c.status,
-                            "reason": c.reason,
-                            "latency": c.latency,
-                            "accuracy": c.accuracy,
-                            "delegation": c.delegation,
-                        }
-                        for c in outcome.cells
-                    ],
-                },
-                indent=2,
-                default=str,
-            )
-        )
-    else:
-        console().print(
-            f"run [bold]{outcome.run_id}[/]: {len(outcome.cells)} cells measured"
-            + (f", {outcome.skipped_cells} already stored" if outcome.skipped_cells else "")
-            + f", {len(outcome.failed)} failed; pushed {outcome.bytes_sent / 1e6:.1f} MB "
-            f"({outcome.bytes_skipped / 1e6:.1f} MB already on the phones); store {store}"
-        )
-        print_warnings(outcome.warnings)
+        progress.stop()
+    _print_outcome(outcome, store, as_json)
     if outcome.failed:
         raise PartialRun(
             f"{len(outcome.failed)} of {len(outcome.cells)} cells failed in run "
