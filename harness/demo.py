@@ -132,33 +132,16 @@ def _convert(fresh: bool) -> None:
 
 
 def _bench_and_diagnose(serial: str, diagnose_devices: list[str]) -> None:
+    # The same model, delegates and store for both: diagnose measures the bench's matrix again.
+    matrix = ("--model", str(MODEL), "--delegates", "cpu,gpu,gpu-fp32", "--store", str(STORE))
     console().rule(f"[bold]4. Bench on {serial}: latency and accuracy per delegate")
     try:
-        _harness(
-            "bench",
-            "--device",
-            serial,
-            "--model",
-            str(MODEL),
-            "--delegates",
-            "cpu,gpu,gpu-fp32",
-            "--store",
-            str(STORE),
-        )
+        _harness("bench", "--device", serial, *matrix)
     except PartialRun as exc:  # failed cells are findings; the report shows them
         console().print(f"[yellow]{exc}[/]")
     _harness("tag", _latest_run(), BENCH_TAG, "--store", str(STORE))
     console().rule(f"[bold]5. Diagnose softmax / GPU-delegate failures on {serial}")
-    _harness(
-        "diagnose",
-        *diagnose_devices,
-        "--model",
-        str(MODEL),
-        "--delegates",
-        "cpu,gpu,gpu-fp32",
-        "--store",
-        str(STORE),
-    )
+    _harness("diagnose", *diagnose_devices, *matrix)
     _harness("tag", _latest_run(), DIAGNOSE_TAG, "--store", str(STORE))
 
 
