@@ -132,7 +132,7 @@ def _convert(fresh: bool) -> None:
 
 
 def _bench_and_diagnose(serial: str, diagnose_devices: list[str]) -> None:
-    # The same model, delegates and store for both: diagnose measures the bench's matrix again.
+    # bench and diagnose: the same model, delegate configs and store.
     matrix = ("--model", str(MODEL), "--delegates", "cpu,gpu,gpu-fp32", "--store", str(STORE))
     console().rule(f"[bold]4. Bench on {serial}: latency and accuracy per delegate")
     try:
