@@ -105,7 +105,7 @@ def await_device(device: Device, budget: float, stop: threading.Event) -> None:
 
 def cell_record(
     shared: Shared,
-    serial: str,
+    entry: adb.DeviceEntry,
     target: Target,
     delegate: Delegate,
     *,
@@ -121,7 +121,7 @@ def cell_record(
     """The store record of one cell, finished now."""
     return CellRecord(
         run_id=shared.run_id,
-        serial=serial,
+        serial=entry.serial,
         variant_sha256=target.sha256,
         variant_id=target.variant_id,
         delegate=delegate.value,
@@ -138,10 +138,10 @@ def cell_record(
 
 
 def failed_cell(
-    shared: Shared, serial: str, target: Target, delegate: Delegate, reason: str
+    shared: Shared, entry: adb.DeviceEntry, target: Target, delegate: Delegate, reason: str
 ) -> CellRecord:
     return cell_record(
-        shared, serial, target, delegate, started=time.time(), status="failed", reason=reason
+        shared, entry, target, delegate, started=time.time(), status="failed", reason=reason
     )
 
 
@@ -157,7 +157,7 @@ class DeviceWorker:
         shared: Shared,
         reconnect_wait: float,
     ) -> None:
-        self.serial = entry.serial
+        self.entry, self.serial = entry, entry.serial
         self.device, self.info, self.cells = device, info, cells
         self.shared, self.reconnect_wait = shared, reconnect_wait
         self.staged: Staged | None = None
@@ -182,7 +182,7 @@ class DeviceWorker:
             try:
                 for target, delegate in self.cells:
                     if (self.serial, target.sha256, delegate.value) not in self.shared.submitted:
-                        cell = failed_cell(self.shared, self.serial, target, delegate, reason)
+                        cell = failed_cell(self.shared, self.entry, target, delegate, reason)
                         finisher.submit(cell, target)
             finally:
                 finisher.close()
@@ -229,9 +229,7 @@ class DeviceWorker:
         return True
 
     def _submit_failed(self, target: Target, delegate: Delegate, reason: str) -> None:
-        self.finisher.submit(
-            failed_cell(self.shared, self.serial, target, delegate, reason), target
-        )
+        self.finisher.submit(failed_cell(self.shared, self.entry, target, delegate, reason), target)
 
     def _measure_cells(self) -> None:
         for n, (target, delegate) in enumerate(self.cells):
@@ -246,9 +244,7 @@ class DeviceWorker:
             record, raw = self._measure(target, delegate)
             if self.shared.stop.is_set() and record["status"] != "ok":
                 return  # interrupted mid-cell: not a finding, resume measures it
-            cell = cell_record(
-                self.shared, self.serial, target, delegate, started=started, **record
-            )
+            cell = cell_record(self.shared, self.entry, target, delegate, started=started, **record)
             self.finisher.submit(cell, target, raw if cell.ok else None)
 
     def _measure(self, target: Target, delegate: Delegate) -> tuple[dict, np.ndarray | None]:
