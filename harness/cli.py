@@ -80,6 +80,7 @@ def _register() -> None:
 
     app.add_typer(asset_commands.app, name="assets")
     app.command("demo")(demo)
+    from harness import gate_commands
     from harness.bench import commands as bench_commands
     from harness.diagnose import commands as diagnose_commands
     from harness.report import commands as report_commands
@@ -87,22 +88,15 @@ def _register() -> None:
     app.command("bench")(bench_commands.bench)
     app.command("report")(report_commands.report)
     app.command("tag")(report_commands.tag)
-    app.command("gate")(report_commands.gate)
+    app.command("gate")(gate_commands.gate)
     app.command("diagnose")(diagnose_commands.diagnose)
-    try:  # areas built in parallel register themselves when present
-        from harness.train import commands as train_commands
+    from harness.convert import commands as convert_commands
+    from harness.train import commands as train_commands
 
-        app.command("train")(train_commands.train)
-    except ImportError:
-        pass
-    try:
-        from harness.convert import commands as convert_commands
-
-        app.command("convert")(convert_commands.convert)
-        app.command("inspect")(convert_commands.inspect)
-        app.command("import")(convert_commands.import_model)
-    except ImportError:
-        pass
+    app.command("train")(train_commands.train)
+    app.command("convert")(convert_commands.convert)
+    app.command("inspect")(convert_commands.inspect)
+    app.command("import")(convert_commands.import_model)
 
 
 _register()

@@ -97,6 +97,75 @@ def _start_virtual(servers: list) -> list:
     return started
 
 
+def _train(fresh: bool, epochs: int) -> None:
+    console().rule("[bold]2. Train a light portrait-segmentation net (synthetic portraits)")
+    if fresh and MODEL.exists():
+        shutil.rmtree(MODEL)
+    if _trained_for_demo(MODEL):
+        console().print(f"{MODEL} is already trained (use --fresh to retrain)")
+        return
+    if MODEL.exists():  # an older demo's model (no --logit-scale): not confident enough
+        shutil.rmtree(MODEL)
+    _harness(
+        "train",
+        "--data",
+        "synthetic",
+        "--arch",
+        "sinet-lite",
+        "--input-size",
+        "128",
+        "--epochs",
+        str(epochs),
+        "--logit-scale",
+        f"{LOGIT_SCALE:g}",
+        "--out",
+        str(MODEL),
+    )
+
+
+def _convert(fresh: bool) -> None:
+    console().rule("[bold]3. Convert: output heads x precisions")
+    if _has_variants(MODEL) and not fresh:
+        console().print(f"{MODEL}/variants.json already has {HEADS} x {PRECISIONS}")
+    else:
+        _harness("convert", str(MODEL), "--heads", HEADS, "--precisions", PRECISIONS)
+
+
+def _bench_and_diagnose(serial: str, diagnose_devices: list[str]) -> None:
+    # bench and diagnose: the same model, delegate configs and store.
+    matrix = ("--model", str(MODEL), "--delegates", "cpu,gpu,gpu-fp32", "--store", str(STORE))
+    console().rule(f"[bold]4. Bench on {serial}: latency and accuracy per delegate")
+    try:
+        _harness("bench", "--device", serial, *matrix)
+    except PartialRun as exc:  # failed cells are findings; the report shows them
+        console().print(f"[yellow]{exc}[/]")
+    _harness("tag", _latest_run(), BENCH_TAG, "--store", str(STORE))
+    console().rule(f"[bold]5. Diagnose softmax / GPU-delegate failures on {serial}")
+    _harness("diagnose", *diagnose_devices, *matrix)
+    _harness("tag", _latest_run(), DIAGNOSE_TAG, "--store", str(STORE))
+
+
+def _report_and_gate() -> None:
+    console().rule("[bold]6. Report")
+    _harness("report", BENCH_TAG, DIAGNOSE_TAG, "--store", str(STORE), "--out", str(REPORTS))
+    console().rule("[bold]7. Release gate on the bench run (benchmarks/release.toml)")
+    try:
+        _harness(
+            "gate",
+            BENCH_TAG,
+            "--store",
+            str(STORE),
+            "--policy",
+            "benchmarks/release.toml",
+            "--junit",
+            str(REPORTS / "gate-junit.xml"),
+        )
+        console().print("[bold green]gate verdict: PASS[/] (harness gate exits 0)")
+    except GateFailed as exc:
+        console().print(f"[bold red]gate verdict: FAIL[/] (harness gate exits 1): {exc}")
+    console().print(f"report: {REPORTS / 'report.html'}")
+
+
 def run(
     adb_values: list[str] | None = None, keep: bool = False, fresh: bool = False, epochs: int = 4
 ) -> None:
@@ -119,80 +188,10 @@ def run(
         console().rule("[bold]1. Phones")
         _harness("devices")
         _harness("probe", "--device", serial)
-        console().rule("[bold]2. Train a light portrait-segmentation net (synthetic portraits)")
-        if fresh and MODEL.exists():
-            shutil.rmtree(MODEL)
-        if _trained_for_demo(MODEL):
-            console().print(f"{MODEL} is already trained (use --fresh to retrain)")
-        else:
-            if MODEL.exists():  # an older demo's model (no --logit-scale): not confident enough
-                shutil.rmtree(MODEL)
-            _harness(
-                "train",
-                "--data",
-                "synthetic",
-                "--arch",
-                "sinet-lite",
-                "--input-size",
-                "128",
-                "--epochs",
-                str(epochs),
-                "--logit-scale",
-                f"{LOGIT_SCALE:g}",
-                "--out",
-                str(MODEL),
-            )
-        console().rule("[bold]3. Convert: output heads x precisions")
-        if _has_variants(MODEL) and not fresh:
-            console().print(f"{MODEL}/variants.json already has {HEADS} x {PRECISIONS}")
-        else:
-            _harness("convert", str(MODEL), "--heads", HEADS, "--precisions", PRECISIONS)
-        console().rule(f"[bold]4. Bench on {serial}: latency and accuracy per delegate")
-        try:
-            _harness(
-                "bench",
-                "--device",
-                serial,
-                "--model",
-                str(MODEL),
-                "--delegates",
-                "cpu,gpu,gpu-fp32",
-                "--store",
-                str(STORE),
-            )
-        except PartialRun as exc:  # failed cells are findings; the report shows them
-            console().print(f"[yellow]{exc}[/]")
-        _harness("tag", _latest_run(), BENCH_TAG, "--store", str(STORE))
-        console().rule(f"[bold]5. Diagnose softmax / GPU-delegate failures on {serial}")
-        _harness(
-            "diagnose",
-            *diagnose_devices,
-            "--model",
-            str(MODEL),
-            "--delegates",
-            "cpu,gpu,gpu-fp32",
-            "--store",
-            str(STORE),
-        )
-        _harness("tag", _latest_run(), DIAGNOSE_TAG, "--store", str(STORE))
-        console().rule("[bold]6. Report")
-        _harness("report", BENCH_TAG, DIAGNOSE_TAG, "--store", str(STORE), "--out", str(REPORTS))
-        console().rule("[bold]7. Release gate on the bench run (benchmarks/release.toml)")
-        try:
-            _harness(
-                "gate",
-                BENCH_TAG,
-                "--store",
-                str(STORE),
-                "--policy",
-                "benchmarks/release.toml",
-                "--junit",
-                str(REPORTS / "gate-junit.xml"),
-            )
-            console().print("[bold green]gate verdict: PASS[/] (harness gate exits 0)")
-        except GateFailed as exc:
-            console().print(f"[bold red]gate verdict: FAIL[/] (harness gate exits 1): {exc}")
-        console().print(f"report: {REPORTS / 'report.html'}")
+        _train(fresh, epochs)
+        _convert(fresh)
+        _bench_and_diagnose(serial, diagnose_devices)
+        _report_and_gate()
     finally:
         for record in started if not keep else []:
             manager.stop(record.serial)

@@ -11,69 +11,21 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.cell import Cell, Verdict
+from harness.cli_options import (
+    ActivationOption,
+    FgChannelOption,
+    FullResOption,
+    InputRangeOption,
+    MaskClassOption,
+    MeanOption,
+    OutputOption,
+    PriorOption,
+    ResizeOption,
+    StdOption,
+)
 from harness.devices.options import AdbOption, DeviceOption, JsonOption
 from harness.errors import PartialRun
 from harness.ui import console, err_console
-
-# I/O overrides shared by bench and diagnose (harness.convert.iospec resolves them).
-MeanOption = Annotated[
-    str | None,
-    typer.Option("--mean", help="Input normalization mean, e.g. 127.5 or 123.7,116.3,103.5."),
-]
-StdOption = Annotated[
-    str | None, typer.Option("--std", help="Input normalization std, e.g. 127.5.")
-]
-InputRangeOption = Annotated[
-    str | None,
-    typer.Option(
-        "--input-range", help="Named input range instead of --mean/--std: 0,1 | -1,1 | 0,255."
-    ),
-]
-OutputOption = Annotated[
-    str | None,
-    typer.Option("--output", help="The mask output: name or index (default: first per-pixel map)."),
-]
-FgChannelOption = Annotated[
-    int | None, typer.Option("--fg-channel", help="Foreground channel of the mask output.")
-]
-ActivationOption = Annotated[
-    str | None,
-    typer.Option(
-        "--activation", help="Activation in the model: none (logits), sigmoid, softmax, argmax."
-    ),
-]
-PriorOption = Annotated[
-    str | None,
-    typer.Option(
-        "--prior", help="4-channel inputs: prior-mask channel from gt | empty | previous."
-    ),
-]
-
-
-ResizeOption = Annotated[
-    str | None,
-    typer.Option("--resize", help="Eval photos to the model input: stretch (default) | letterbox."),
-]
-MaskClassOption = Annotated[
-    int | None,
-    typer.Option(
-        "--mask-class", help="Class-index masks: the foreground class (255 = ignore, VOC style)."
-    ),
-]
-
-FullResOption = Annotated[
-    bool,
-    typer.Option(
-        "--full-res-iou", help="Also score IoU vs ground truth at each photo's own resolution."
-    ),
-]
-
-
-def io_options(**flags) -> dict:  # type: ignore[no-untyped-def]
-    """The I/O flags as a checked ``IoOptions`` dict (bad values fail here, in one line)."""
-    from harness.convert.iospec import IoOptions
-
-    return IoOptions(**flags).to_dict()
 
 
 def print_warnings(warnings: list[str] | tuple[str, ...]) -> None:
@@ -127,6 +79,86 @@ def _table(rows: list[tuple[str, ...]], pending: int, title: str) -> Table:
     for row in rows:
         table.add_row(*row)
     return table
+
+
+class _LiveTable:
+    """The cells as they finish, in a live table (nothing shown with ``show`` False)."""
+
+    def __init__(self, show: bool) -> None:
+        self.show = show
+        self.rows: list[tuple[str, ...]] = []
+        self.pending = 0
+        self.title = "bench"
+        self.live: Live | None = None
+
+    def start(self, run_id: str, plan: list) -> None:
+        self.pending = len(plan)
+        self.title = f"run {run_id}"
+        if self.show:
+            self.live = Live(
+                _table(self.rows, self.pending, self.title),
+                console=console(),
+                refresh_per_second=4,
+                transient=False,
+            )
+            self.live.start()
+
+    def add(self, cell: Cell) -> None:
+        self.rows.append(_cell_row(cell))
+        self.pending -= 1
+        if self.live is not None:
+            self.live.update(_table(self.rows, self.pending, self.title))
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+
+def _warn(text: str) -> None:  # phone state: a warning, never a refusal
+    err_console().print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
+
+
+def _print_outcome(outcome, store: str, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "run": outcome.run_id,
+                    "status": outcome.status,
+                    "store": store,
+                    "bytes_pushed": outcome.bytes_sent,
+                    "bytes_cached": outcome.bytes_skipped,
+                    "wall_seconds": outcome.wall_seconds,
+                    "device_seconds": outcome.device_seconds,
+                    "warnings": outcome.warnings,
+                    "cells": [
+                        {
+                            "device": c.serial,
+                            "server": c.server,
+                            "variant": c.variant_id,
+                            "delegate": c.delegate,
+                            "status": c.status.value,
+                            "outcome": c.outcome.verdict.value,
+                            "reason": c.reason,
+                            "latency": c.latency.to_json(),
+                            "accuracy": c.accuracy.to_json(),
+                            "delegation": c.delegation.to_json(),
+                        }
+                        for c in outcome.cells
+                    ],
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return
+    console().print(
+        f"run [bold]{outcome.run_id}[/]: {len(outcome.cells)} cells measured"
+        + (f", {outcome.skipped_cells} already stored" if outcome.skipped_cells else "")
+        + f", {len(outcome.failed)} failed; pushed {outcome.bytes_sent / 1e6:.1f} MB "
+        f"({outcome.bytes_skipped / 1e6:.1f} MB already on the phones); store {store}"
+    )
+    print_warnings(outcome.warnings)
 
 
 def bench(
@@ -267,8 +299,10 @@ def bench(
     as_json: JsonOption = False,
 ) -> None:
     """Benchmark variants on phones: latency per delegate and accuracy vs desktop references."""
+    flags = dict(locals())  # the parameters: IoOptions.from_flags picks the I/O ones
     from harness.bench.run import BenchOptions, run_bench
     from harness.bench.sustain import parse_duration
+    from harness.convert.iospec import IoOptions
 
     opts = BenchOptions(
         model=model,
@@ -295,91 +329,20 @@ def bench(
         profile_ops=profile_ops,
         gpu_init=gpu_init,
         sustain=parse_duration(sustain),
-        io=io_options(
-            mean=mean,
-            std=std,
-            input_range=input_range,
-            output=output,
-            fg_channel=fg_channel,
-            activation=activation,
-            prior=prior,
-            resize=resize,
-            mask_class=mask_class,
-            full_res_iou=full_res_iou or None,
-        ),
+        io=IoOptions.from_flags(flags).to_dict(),
     )
-    rows: list[tuple[str, ...]] = []
-    state = {"pending": 0, "title": "bench", "live": None}
-
-    def on_start(run_id: str, plan: list) -> None:
-        state["pending"] = len(plan)
-        state["title"] = f"run {run_id}"
-        if not as_json:
-            live = Live(
-                _table(rows, len(plan), state["title"]),
-                console=console(),
-                refresh_per_second=4,
-                transient=False,
-            )
-            live.start()
-            state["live"] = live
-
-    def on_cell(cell: Cell) -> None:
-        rows.append(_cell_row(cell))
-        state["pending"] -= 1
-        if state["live"] is not None:
-            state["live"].update(_table(rows, state["pending"], state["title"]))
-
-    def on_warning(text: str) -> None:  # phone state: a warning, never a refusal
-        err_console().print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
-
+    progress = _LiveTable(show=not as_json)
     try:
         outcome = run_bench(
-            opts, resume=resume, on_start=on_start, on_cell=on_cell, on_warning=on_warning
+            opts,
+            resume=resume,
+            on_start=progress.start,
+            on_cell=progress.add,
+            on_warning=_warn,
         )
     finally:
-        if state["live"] is not None:
-            state["live"].stop()
-    if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "run": outcome.run_id,
-                    "status": outcome.status,
-                    "store": store,
-                    "bytes_pushed": outcome.bytes_sent,
-                    "bytes_cached": outcome.bytes_skipped,
-                    "wall_seconds": outcome.wall_seconds,
-                    "device_seconds": outcome.device_seconds,
-                    "warnings": outcome.warnings,
-                    "cells": [
-                        {
-                            "device": c.serial,
-                            "server": c.server,
-                            "variant": c.variant_id,
-                            "delegate": c.delegate,
-                            "status": c.status.value,
-                            "outcome": c.outcome.verdict.value,
-                            "reason": c.reason,
-                            "latency": c.latency.to_json(),
-                            "accuracy": c.accuracy.to_json(),
-                            "delegation": c.delegation.to_json(),
-                        }
-                        for c in outcome.cells
-                    ],
-                },
-                indent=2,
-                default=str,
-            )
-        )
-    else:
-        console().print(
-            f"run [bold]{outcome.run_id}[/]: {len(outcome.cells)} cells measured"
-            + (f", {outcome.skipped_cells} already stored" if outcome.skipped_cells else "")
-            + f", {len(outcome.failed)} failed; pushed {outcome.bytes_sent / 1e6:.1f} MB "
-            f"({outcome.bytes_skipped / 1e6:.1f} MB already on the phones); store {store}"
-        )
-        print_warnings(outcome.warnings)
+        progress.stop()
+    _print_outcome(outcome, store, as_json)
     if outcome.failed:
         raise PartialRun(
             f"{len(outcome.failed)} of {len(outcome.cells)} cells failed in run "

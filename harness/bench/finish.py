@@ -18,15 +18,15 @@ from harness.cell import Accuracy, Cell, Fidelity, Status, value_signature
 from harness.store import Store, encode_arrays
 
 if TYPE_CHECKING:
-    from harness.bench.run import _Shared
+    from harness.bench.worker import Shared as _Shared
 
 
 def _decode(
     raw: np.ndarray, target: Target
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
     """Device bytes -> (foreground, mask, class probabilities or None, whole output tensor)."""
+    from harness.convert.reference import decode_outputs, dequantize
     from harness.convert.specs import Semantics
-    from harness.reference import decode_outputs, dequantize
 
     size = int(np.prod(target.output.shape[1:])) * np.dtype(target.output.dtype).itemsize
     chunk = raw[:, target.output_offset : target.output_offset + size]

@@ -235,7 +235,7 @@ def fill_prior(images: np.ndarray, prior: Prior, target: Target) -> np.ndarray:
     ``empty``: zeros. ``previous``: a video's frames in eval-set order, the first with an empty
     prior, each next one with the desktop model's mask (0/255) of the one before.
     """
-    from harness.reference import decode_output, preprocess, run_tflite
+    from harness.convert.reference import decode_output, preprocess, run_tflite
 
     out = np.array(images, copy=True)
     out[..., 3] = 0

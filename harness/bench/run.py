@@ -20,13 +20,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from harness import assets
 from harness.bench import checks, phone
-from harness.bench.finish import _Finisher
-from harness.bench.measure import CellFailed, Runner, Settings, accuracy_pass, latency_pass
+from harness.bench.measure import Runner, Settings
 from harness.bench.plan import (
     Target,
     eval_images,
@@ -36,23 +36,19 @@ from harness.bench.plan import (
     resolve_delegates,
     resolve_targets,
 )
-from harness.bench.stage import Staged, local_inputs, stage
-from harness.cell import Accuracy, Cell, CellKey, Delegation, Latency, Status, contains
+from harness.bench.stage import local_inputs
+from harness.bench.worker import DeviceWorker, Shared
+from harness.cell import Cell, CellKey, contains
 from harness.convert.iospec import IoOptions
 from harness.devices import adb
 from harness.devices.device import Device
-from harness.devices.info import DeviceInfo
-from harness.devices.retry import backoff_within
 from harness.devices.state import warnings as warn_state
-from harness.errors import (
-    AdbUnavailable,
-    DeviceNotFound,
-    DeviceUnavailable,
-    HarnessError,
-    UsageError,
-)
+from harness.errors import UsageError
 from harness.runner import Delegate
 from harness.store import Store
+
+if TYPE_CHECKING:
+    from harness.convert.reference import EvalSet
 
 
 @dataclass(frozen=True)
@@ -129,257 +125,6 @@ class Outcome:
         return [c for c in self.cells if not c.measured]
 
 
-@dataclass
-class _Shared:
-    store_path: str
-    run_id: str
-    targets: list[Target]
-    references: dict[str, tuple[np.ndarray, np.ndarray]]  # sha -> (fg, mask)
-    float_fg: np.ndarray | None
-    gt: np.ndarray | None
-    eval_fingerprint: str
-    inputs_by_key: dict[str, list[Path]]
-    settings: Settings
-    cooldown: float | None
-    stop: threading.Event
-    on_cell: Callable[[Cell], None]
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    outcome: Outcome | None = None
-    finishers: list = field(default_factory=list)  # one _Finisher per device
-    require_cool: float | None = None
-    cool_wait: float = 600.0
-    submitted: set = field(default_factory=set)  # CellKeys handed on
-    full_res: object | None = None  # harness.evalset.EvalFolder for --full-res-iou
-
-
-def _measure_cell(
-    device: Device,
-    staged: Staged,
-    target: Target,
-    delegate: Delegate,
-    cell_id: str,
-    s: Settings,
-) -> tuple[dict, dict, str, np.ndarray, float]:
-    """The device part of a cell: (latency, delegation, log, raw outputs, device seconds)."""
-    latency, delegation, log = latency_pass(device, staged, target, delegate, s)
-    raw, acc_log, acc_s = accuracy_pass(device, staged, target, delegate, s, cell_id)
-    device_s = latency["bm_s"] + acc_s  # time inside benchmark_model commands on the device
-    latency["accuracy_bm_s"] = acc_s
-    return latency, delegation, log + "\n" + acc_log, raw, device_s
-
-
-# Losing the connection mid-cell is not a finding about the model: the cell is measured again
-# once the phone is back, at most this many times in all.
-CELL_ATTEMPTS = 3
-_LOST = (DeviceUnavailable, DeviceNotFound, AdbUnavailable)
-
-
-def _await_device(device: Device, budget: float, stop: threading.Event) -> None:
-    """Wait (backoff, reconnecting) until the phone answers a shell again; DeviceUnavailable
-    when it has not come back within ``budget`` seconds."""
-    deadline = time.monotonic() + budget
-    last = "no answer"
-    for delay in [0.0, *backoff_within(budget)]:
-        if stop.wait(delay):
-            break
-        remaining = deadline - time.monotonic()
-        try:
-            device.reconnect(timeout=max(1.0, min(10.0, remaining)))
-            if device.shell("true", timeout=max(1.0, min(10.0, remaining))).ok:
-                return
-        except HarnessError as exc:
-            last = str(exc)
-        if time.monotonic() >= deadline:
-            break
-    raise DeviceUnavailable(f"{device.serial} did not come back within {budget:g}s: {last}")
-
-
-def _stage(device: Device, info: DeviceInfo, shared: _Shared, budget: float) -> Staged:
-    """Stage, and once more after waiting for the phone if it was lost while staging."""
-    args = (shared.targets, shared.eval_fingerprint, shared.inputs_by_key, shared.settings.runner)
-    try:
-        return stage(device, info, *args)
-    except _LOST:
-        _await_device(device, budget, shared.stop)
-        return stage(device, info, *args)
-
-
-def _cell(
-    shared: _Shared,
-    entry: adb.DeviceEntry,
-    target: Target,
-    delegate: Delegate,
-    *,
-    started: float,
-    status: str = "ok",
-    reason: str = "",
-    latency: dict | None = None,
-    accuracy: dict | None = None,
-    delegation: dict | None = None,
-    thermal: dict | None = None,
-    log: str = "",
-) -> Cell:
-    """The store record of one cell, finished now (``status``: ok = measured, or failed)."""
-    return Cell(
-        run_id=shared.run_id,
-        device=entry.id,
-        variant_sha256=target.sha256,
-        variant_id=target.variant_id,
-        delegate=delegate.value,
-        status=Status(status),
-        reason=reason,
-        started=started,
-        finished=time.time(),
-        latency=Latency.from_json(latency),
-        accuracy=Accuracy.from_json(accuracy),
-        delegation=Delegation.from_json(delegation),
-        thermal=thermal or {},
-        log=log,
-    )
-
-
-def _failed_cell(
-    shared: _Shared, entry: adb.DeviceEntry, target: Target, delegate: Delegate, reason: str
-) -> Cell:
-    return _cell(
-        shared, entry, target, delegate, started=time.time(), status="failed", reason=reason
-    )
-
-
-def _worker(
-    entry: adb.DeviceEntry,
-    device: Device,
-    info: DeviceInfo,
-    cells: list[tuple[Target, Delegate]],
-    shared: _Shared,
-    reconnect_wait: float,
-) -> None:
-    finisher = _Finisher(shared, entry.serial)
-    try:
-        try:
-            staged = _stage(device, info, shared, reconnect_wait)
-            settings = Settings(
-                **{**asdict(shared.settings), "affinity": phone.affinity(device, info)}
-            )
-        except HarnessError as exc:  # staging failed: every cell of this device fails with it
-            for target, delegate in cells:
-                reason = f"staging failed: {exc}"
-                finisher.submit(_failed_cell(shared, entry, target, delegate, reason), target)
-            return
-        with shared.lock:
-            shared.outcome.bytes_sent += staged.bytes_sent
-            shared.outcome.bytes_skipped += staged.bytes_skipped
-        cooldown = (
-            shared.cooldown if shared.cooldown is not None else (0.0 if info.virtual else 3.0)
-        )
-        lost: str | None = None
-        # With no cool-down, the snapshot taken after a cell is also the one before the next:
-        # nothing runs between them (saves a device round trip per cell).
-        last_after: dict | None = None
-        for n, (target, delegate) in enumerate(cells):
-            if shared.stop.is_set():
-                return
-            if lost:
-                reason = f"device lost: {lost}"
-                finisher.submit(_failed_cell(shared, entry, target, delegate, reason), target)
-                continue
-            if n and cooldown:
-                time.sleep(cooldown)
-            started = time.time()
-            cell_id = f"{shared.run_id}-{target.sha256[:8]}-{delegate.value}"
-            record = dict(
-                latency={}, accuracy={}, delegation={}, thermal={}, log="", status="ok", reason=""
-            )
-            raw = None
-            retries0 = device.retries
-            for attempt in range(1, CELL_ATTEMPTS + 1):
-                try:
-                    if shared.require_cool is not None:
-                        before, waited = phone.wait_cool(
-                            device, shared.require_cool, shared.cool_wait, shared.stop
-                        )
-                        before["cool_wait_s"] = round(waited, 1)
-                    else:
-                        before = (
-                            last_after if last_after and not cooldown else phone.snapshot(device)
-                        )
-                    last_after = None
-                    lat, dele, log, raw, dev_s = _measure_cell(
-                        device, staged, target, delegate, cell_id, settings
-                    )
-                    after = last_after = phone.snapshot(device)
-                    lat.update(attempts=attempt, retries=device.retries - retries0)
-                    record.update(
-                        latency=lat,
-                        delegation=dele,
-                        log=log,
-                        thermal={"before": before, "after": after},
-                    )
-                    with shared.lock:
-                        shared.outcome.device_seconds += dev_s
-                    break
-                except CellFailed as exc:  # a finding about the cell: recorded, not retried
-                    record.update(status="failed", reason=exc.reason, log=exc.log)
-                    break
-                except phone.NotCool as exc:
-                    record.update(status="failed", reason=str(exc))
-                    break
-                except _LOST as exc:  # the connection went: measure again once it is back
-                    if attempt == CELL_ATTEMPTS or shared.stop.is_set():
-                        lost = str(exc)
-                        record.update(status="failed", reason=f"device lost: {exc}")
-                        break
-                    try:
-                        _await_device(device, reconnect_wait, shared.stop)
-                        staged = stage(
-                            device,
-                            info,
-                            shared.targets,
-                            shared.eval_fingerprint,
-                            shared.inputs_by_key,
-                            shared.settings.runner,
-                        )
-                    except HarnessError as again:
-                        lost = str(again)
-                        record.update(status="failed", reason=f"device lost: {again}")
-                        break
-                except HarnessError as exc:
-                    record.update(status="failed", reason=str(exc))
-                    break
-            if shared.stop.is_set() and record["status"] != "ok":
-                return  # interrupted mid-cell: not a finding, resume measures it
-            cell = _cell(shared, entry, target, delegate, started=started, **record)
-            finisher.submit(cell, target, raw if cell.measured else None)
-    finally:
-        finisher.close()
-
-
-def _guarded_worker(
-    entry: adb.DeviceEntry,
-    device: Device,
-    info: DeviceInfo,
-    cells: list[tuple[Target, Delegate]],
-    shared: _Shared,
-    reconnect_wait: float,
-) -> None:
-    """:func:`_worker`; a bug in it must not drop cells silently: the cells it had not
-    handed on are recorded as failed, with the error (the run then exits 10, not 0)."""
-    try:
-        _worker(entry, device, info, cells, shared, reconnect_wait)
-    except Exception as exc:
-        if shared.stop.is_set():
-            return
-        reason = f"internal error: {type(exc).__name__}: {exc}"
-        finisher = _Finisher(shared, entry.serial)
-        try:
-            for target, delegate in cells:
-                if CellKey(entry.id, target.sha256, delegate.value) not in shared.submitted:
-                    cell = _failed_cell(shared, entry, target, delegate, reason)
-                    finisher.submit(cell, target)
-        finally:
-            finisher.close()
-
-
 def _sigterm_interrupts():
     """SIGTERM (a lab runner stopping us) takes the same path as Ctrl-C: finished cells are
     kept, the run is marked interrupted. Only possible from the main thread."""
@@ -392,27 +137,42 @@ def _sigterm_interrupts():
     return signal.signal(signal.SIGTERM, handler)
 
 
-def run_bench(
-    opts: BenchOptions,
-    resume: str | None = None,
-    on_start: Callable[[str, list[tuple[str, str, str]]], None] | None = None,
-    on_cell: Callable[[Cell], None] | None = None,
-    on_warning: Callable[[str], None] | None = None,
-) -> Outcome:
-    from harness.reference import EvalSet, reference_outputs
+# -- the stages of a run, in order -------------------------------------------------------------
 
-    wall0 = time.monotonic()
-    if resume:
-        if not Path(opts.store).is_file():
-            raise UsageError(f"{opts.store}: no such results store")
-        with Store(opts.store) as prior:
-            run_id = prior.resolve_run(resume)
-            prior_run = prior.run(run_id)
-            config = prior_run["config"]
-            done = prior.done_keys(run_id, only_measured=True)  # failed: measured again
-        defaults = asdict(BenchOptions(model=""))
-        plan = checks.resume_plan(run_id, prior_run, asdict(opts), defaults)
-        opts = BenchOptions(**{**asdict(opts), **plan})
+
+@dataclass(frozen=True)
+class _Resumed:
+    """The run ``--resume`` continues: its id, its stored config and the cells it has (ok)."""
+
+    run_id: str
+    config: dict
+    done: set
+
+
+def _resume(opts: BenchOptions, resume: str) -> tuple[BenchOptions, _Resumed]:
+    """The options of the run being resumed (its plan is pinned: checks.resume_plan)."""
+    if not Path(opts.store).is_file():
+        raise UsageError(f"{opts.store}: no such results store")
+    with Store(opts.store) as prior:
+        run_id = prior.resolve_run(resume)
+        prior_run = prior.run(run_id)
+        done = prior.done_keys(run_id, only_measured=True)  # failed: measured again
+    defaults = asdict(BenchOptions(model=""))
+    plan = checks.resume_plan(run_id, prior_run, asdict(opts), defaults)
+    return BenchOptions(**{**asdict(opts), **plan}), _Resumed(run_id, prior_run["config"], done)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    model_name: str
+    targets: list[Target]
+    delegates: list[Delegate]
+    runner: str
+    warnings: list[str]  # I/O spec warnings, once each
+
+
+def _plan(opts: BenchOptions) -> _Plan:
+    """Variants, delegates and runner from the options; bad options fail here (exit 2)."""
     model_name, targets = resolve_targets(opts.model, opts.variants, opts.io_options())
     warnings = list(dict.fromkeys(f"{t.variant_id}: {w}" for t in targets for w in t.warnings))
     delegates = resolve_delegates(opts.delegates)
@@ -420,6 +180,10 @@ def run_bench(
     checks.bench_options(opts)
     if opts.eval_set != "synthetic" and not Path(opts.eval_set).is_dir():
         raise UsageError(f"--eval-set {opts.eval_set}: not a folder (or 'synthetic')")
+    return _Plan(model_name, targets, delegates, runner, warnings)
+
+
+def _choose_devices(opts: BenchOptions) -> list[tuple[adb.DeviceEntry, Device]]:
     servers = adb.resolve_servers(list(opts.adb) or None)
     entries = adb.revive_offline(
         adb.list_devices(servers),
@@ -427,148 +191,214 @@ def run_bench(
         servers,
         timeout=min(15.0, opts.reconnect_wait),
     )
-    chosen = adb.select_devices(entries, list(opts.devices))
-    devices = [(e, Device(e)) for e in chosen]
+    return [(e, Device(e)) for e in adb.select_devices(entries, list(opts.devices))]
+
+
+def _probe(devices, runner: str, on_warning: Callable[[str], None] | None):
+    """(DeviceInfo, PhoneState) per device; a missing benchmark binary fails here (exit 9),
+    one line, before anything is stored."""
+    infos = [d.retrying(d.probe, "probe") for _, d in devices]
+    for info in infos:
+        assets.binary_for_abi(info.abi)
+        if runner == Runner.APK.value:
+            assets.apk_for_abi(info.abi)
+    states = [phone.read_state(d) for _, d in devices]  # recorded per run, warned about
+    for (entry, _), state in zip(devices, states, strict=True):
+        for line in warn_state(state):
+            (on_warning or (lambda text: None))(f"{entry.serial}: {line}")
+    return infos, states
+
+
+@dataclass(frozen=True)
+class _Eval:
+    """The eval set, the desktop reference of every variant on it, and the inputs to push."""
+
+    eval_set: EvalSet
+    images: np.ndarray
+    masks: np.ndarray | None
+    references: dict[str, tuple[np.ndarray, np.ndarray]]  # sha -> (fg, mask)
+    float_fg: np.ndarray | None  # logits-fp32's foreground, for vs_float
+    inputs_by_key: dict[str, list[Path]]
+
+
+def _references(opts: BenchOptions, targets: list[Target]) -> _Eval:
+    from harness.convert.reference import EvalSet, reference_outputs
+
+    name, images, masks = eval_images(opts.eval_set, opts.images, targets[0], opts.io_options())
+    eval_set = EvalSet(name, images, masks)
+    cache_dir = Path(opts.model) / "reference" if Path(opts.model).is_dir() else None
+    references, float_fg = {}, None
+    for t in targets:
+        if (t.input.height, t.input.width, t.input.channels) != images.shape[1:]:
+            raise UsageError(f"{t.variant_id}: input {t.input.shape} differs from the others")
+        ref = reference_outputs(t.path, eval_set, t.input, t.output, cache_dir=cache_dir)
+        references[t.sha256] = (ref.fg_prob, ref.mask)
+        if t.variant_id == "logits-fp32":
+            float_fg = ref.fg_prob
+    inputs_by_key = {}
+    for t in targets:
+        key = input_key(eval_set.fingerprint, t.input)
+        inputs_by_key.setdefault(key, local_inputs(key, images, t))
+    return _Eval(eval_set, images, masks, references, float_fg, inputs_by_key)
+
+
+def _open_run(
+    store: Store, opts: BenchOptions, plan: _Plan, devices, ev: _Eval, resumed: _Resumed | None
+) -> tuple[str, set]:
+    """Claim the resumed run, or create the run with its config: (run id, cells done)."""
+    if resumed:
+        store.claim_run(resumed.run_id)  # DeviceBusy if another process resumed it meanwhile
+        return resumed.run_id, resumed.done
+    config = {
+        "options": opts.plan_config(),
+        "model": plan.model_name,
+        "runs": opts.runs,
+        "warmup": opts.warmup,
+        "repeats": opts.repeats,
+        "threads": opts.threads,
+        "devices": [e.serial for e, _ in devices],
+        "device_ids": [e.id.to_json() for e, _ in devices],
+        "variants": [t.config_entry() for t in plan.targets],
+        "warnings": plan.warnings,
+        "delegates": [d.value for d in plan.delegates],
+        "eval_set": {
+            **ev.eval_set.describe(),
+            **eval_source(opts.eval_set, opts.io_options()),
+        },
+    }
+    return store.create_run(config), set()
+
+
+def _store_inputs(store: Store, run_id: str, plan: _Plan, devices, infos, states, ev: _Eval):
+    """The eval set, each device (with its state before the run) and each variant."""
+    eval_set = ev.eval_set
+    store.add_evalset(eval_set.fingerprint, eval_set.name, ev.images, ev.masks)
+    for (entry, _), info, state in zip(devices, infos, states, strict=True):
+        extra = {"state": state.to_json(), "state_warnings": warn_state(state)}
+        store.add_device(run_id, entry.id, info.model, info.virtual, {**info.to_json(), **extra})
+    for t in plan.targets:
+        store.add_variant(t.sha256, t.variant_id, plan.model_name, t.spec)
+
+
+def _cells_per_device(devices, infos, plan: _Plan, done: set, outcome: Outcome):
+    """Each device's cells still to measure (all but the ``done`` ones): (plan rows, work)."""
+    plan_rows, per_device = [], []
+    targets, delegates = plan.targets, plan.delegates
+    for (entry, device), info in zip(devices, infos, strict=True):
+        cells = [
+            (t, d)
+            for t in targets
+            for d in delegates
+            if not contains(done, CellKey(entry.id, t.sha256, d.value))
+        ]
+        outcome.skipped_cells += len(targets) * len(delegates) - len(cells)
+        plan_rows += [(entry.serial, t.variant_id, d.value) for t, d in cells]
+        per_device.append((entry, device, info, cells))
+    return plan_rows, per_device
+
+
+def _measure(shared: Shared, per_device, store: Store, reconnect_wait: float) -> None:
+    """One worker thread per device with cells; Ctrl-C or SIGTERM stops them, stores what
+    was measured and marks the run interrupted."""
+    workers = [DeviceWorker(e, d, i, c, shared, reconnect_wait) for e, d, i, c in per_device if c]
+    threads = [
+        threading.Thread(target=w.run, daemon=True, name=f"bench-{w.serial}") for w in workers
+    ]
+    for th in threads:
+        th.start()
+    previous = _sigterm_interrupts()
+    try:
+        while any(th.is_alive() for th in threads):
+            for th in threads:
+                th.join(timeout=0.2)
+    except KeyboardInterrupt:
+        shared.stop.set()
+        for finisher in list(shared.finishers):  # measured cells are stored, not dropped
+            finisher.drain(timeout=30)
+        store.finish_run(shared.run_id, "interrupted")
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _finish(store: Store, run_id: str, devices, plan: _Plan, outcome: Outcome) -> None:
+    """complete when every planned cell is stored measured, else partial."""
+    all_cells = store.cells(run_id)
+    planned = {
+        CellKey(e.id, t.sha256, d.value)
+        for e, _ in devices
+        for t in plan.targets
+        for d in plan.delegates
+    }
+    stored = {c.key for c in all_cells}
+    whole = all(c.measured for c in all_cells) and all(contains(stored, k) for k in planned)
+    outcome.status = "complete" if whole else "partial"
+    store.finish_run(run_id, outcome.status)
+
+
+def run_bench(
+    opts: BenchOptions,
+    resume: str | None = None,
+    on_start: Callable[[str, list[tuple[str, str, str]]], None] | None = None,
+    on_cell: Callable[[Cell], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+) -> Outcome:
+    """Plan, take the devices, compute the references, open the run, measure, finish."""
+    wall0 = time.monotonic()
+    resumed = None
+    if resume:
+        opts, resumed = _resume(opts, resume)
+    plan = _plan(opts)
+    devices = _choose_devices(opts)
     locks: list = []
     store: Store | None = None
     try:
         for _, d in devices:
             locks.append(d.lock(wait=opts.wait_lock).acquire())  # DeviceBusy: refuse
-        infos = [d.retrying(d.probe, "probe") for _, d in devices]
-        for info in infos:  # AssetError (exit 9), one line, before anything is stored
-            assets.binary_for_abi(info.abi)
-            if runner == Runner.APK.value:
-                assets.apk_for_abi(info.abi)
-        states = [phone.read_state(d) for _, d in devices]  # recorded per run, warned about
-        for (entry, _), state in zip(devices, states, strict=True):
-            for line in warn_state(state):
-                (on_warning or (lambda text: None))(f"{entry.serial}: {line}")
-        first = targets[0]
-        name, images, masks = eval_images(opts.eval_set, opts.images, first, opts.io_options())
-        eval_set = EvalSet(name, images, masks)
-        cache_dir = Path(opts.model) / "reference" if Path(opts.model).is_dir() else None
-        references, float_fg = {}, None
-        for t in targets:
-            if (t.input.height, t.input.width, t.input.channels) != images.shape[1:]:
-                raise UsageError(f"{t.variant_id}: input {t.input.shape} differs from the others")
-            ref = reference_outputs(t.path, eval_set, t.input, t.output, cache_dir=cache_dir)
-            references[t.sha256] = (ref.fg_prob, ref.mask)
-            if t.variant_id == "logits-fp32":
-                float_fg = ref.fg_prob
-        inputs_by_key = {}
-        for t in targets:
-            key = input_key(eval_set.fingerprint, t.input)
-            inputs_by_key.setdefault(key, local_inputs(key, images, t))
+        infos, states = _probe(devices, plan.runner, on_warning)
+        ev = _references(opts, plan.targets)
         # Opened only now: bad input (model, eval set, device) leaves no store or run behind.
         store = Store(opts.store)
-        if resume:
-            store.claim_run(run_id)  # DeviceBusy if another process resumed it meanwhile
-        else:
-            config = {
-                "options": opts.plan_config(),
-                "model": model_name,
-                "runs": opts.runs,
-                "warmup": opts.warmup,
-                "repeats": opts.repeats,
-                "threads": opts.threads,
-                "devices": [e.serial for e, _ in devices],
-                "device_ids": [e.id.to_json() for e, _ in devices],
-                "variants": [t.config_entry() for t in targets],
-                "warnings": warnings,
-                "delegates": [d.value for d in delegates],
-                "eval_set": {
-                    **eval_set.describe(),
-                    **eval_source(opts.eval_set, opts.io_options()),
-                },
-            }
-            run_id = store.create_run(config)
-            done = set()
-        store.add_evalset(eval_set.fingerprint, eval_set.name, images, masks)
-        for (entry, _), info, state in zip(devices, infos, states, strict=True):
-            extra = {"state": state.to_json(), "state_warnings": warn_state(state)}
-            store.add_device(
-                run_id, entry.id, info.model, info.virtual, {**info.to_json(), **extra}
-            )
-        for t in targets:
-            store.add_variant(t.sha256, t.variant_id, model_name, t.spec)
-        outcome = Outcome(run_id, "running", warnings=warnings)
-        plan_rows = []
-        per_device = []
-        for (entry, device), info in zip(devices, infos, strict=True):
-            cells = [
-                (t, d)
-                for t in targets
-                for d in delegates
-                if not contains(done, CellKey(entry.id, t.sha256, d.value))
-            ]
-            outcome.skipped_cells += len(targets) * len(delegates) - len(cells)
-            plan_rows += [(entry.serial, t.variant_id, d.value) for t, d in cells]
-            per_device.append((entry, device, info, cells))
+        run_id, done = _open_run(store, opts, plan, devices, ev, resumed)
+        _store_inputs(store, run_id, plan, devices, infos, states, ev)
+        outcome = Outcome(run_id, "running", warnings=plan.warnings)
+        plan_rows, per_device = _cells_per_device(devices, infos, plan, done, outcome)
         if on_start:
             on_start(run_id, plan_rows)
-        shared = _Shared(
+        settings = Settings(
+            opts.runs,
+            opts.warmup,
+            opts.repeats,
+            opts.threads,
+            opts.timeout,
+            runner=plan.runner,
+            target_ci=opts.target_ci,
+            max_time=opts.max_time,
+            profile_ops=opts.profile_ops,
+            gpu_init=opts.gpu_init,
+            sustain=opts.sustain,
+        )
+        shared = Shared(
             opts.store,
             run_id,
-            targets,
-            references,
-            float_fg,
-            masks,
-            eval_set.fingerprint,
-            inputs_by_key,
-            Settings(
-                opts.runs,
-                opts.warmup,
-                opts.repeats,
-                opts.threads,
-                opts.timeout,
-                runner=runner,
-                target_ci=opts.target_ci,
-                max_time=opts.max_time,
-                profile_ops=opts.profile_ops,
-                gpu_init=opts.gpu_init,
-                sustain=opts.sustain,
-            ),
+            plan.targets,
+            ev.references,
+            ev.float_fg,
+            ev.masks,
+            ev.eval_set.fingerprint,
+            ev.inputs_by_key,
+            settings,
             opts.cooldown,
             threading.Event(),
             on_cell or (lambda cell: None),
         )
         shared.outcome = outcome
         shared.require_cool, shared.cool_wait = opts.require_cool, opts.cool_wait
-        shared.full_res = full_resolution(opts.eval_set, opts.images, first, opts.io_options())
-        threads = [
-            threading.Thread(
-                target=_guarded_worker,
-                args=(e, d, i, c, shared, opts.reconnect_wait),
-                daemon=True,
-                name=f"bench-{e.serial}",
-            )
-            for e, d, i, c in per_device
-            if c
-        ]
-        for th in threads:
-            th.start()
-        previous = _sigterm_interrupts()
-        try:
-            while any(th.is_alive() for th in threads):
-                for th in threads:
-                    th.join(timeout=0.2)
-        except KeyboardInterrupt:
-            shared.stop.set()
-            for finisher in list(shared.finishers):  # measured cells are stored, not dropped
-                finisher.drain(timeout=30)
-            store.finish_run(run_id, "interrupted")
-            raise
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
-        all_cells = store.cells(run_id)
-        planned = {
-            CellKey(e.id, t.sha256, d.value) for e, _ in devices for t in targets for d in delegates
-        }
-        stored = {c.key for c in all_cells}
-        whole = all(c.measured for c in all_cells) and all(contains(stored, k) for k in planned)
-        outcome.status = "complete" if whole else "partial"
-        store.finish_run(run_id, outcome.status)
+        io = opts.io_options()
+        shared.full_res = full_resolution(opts.eval_set, opts.images, plan.targets[0], io)
+        _measure(shared, per_device, store, opts.reconnect_wait)
+        _finish(store, run_id, devices, plan, outcome)
         outcome.wall_seconds = time.monotonic() - wall0
         return outcome
     finally:

@@ -49,7 +49,7 @@ def local_inputs(key: str, images: np.ndarray, target: Target) -> list[Path]:
     device. A cached file is checked against the bytes it must hold before it is used (a
     truncated or altered one is written again): a bad input would fail every later run with
     a false benchmark_model crash."""
-    from harness.reference import preprocess
+    from harness.convert.reference import preprocess
 
     folder = config.home_dir() / "inputs" / key
     files = [folder / f"{i}.raw" for i in range(len(images))]

@@ -3,9 +3,10 @@
 Importing this package never loads TensorFlow; the conversion functions load it when called.
 """
 
+from harness.convert.folder import load_model_folder
 from harness.convert.gpu import GpuVerdict, OpStatus, OpVerdict, gpu_verdict
 from harness.convert.inspection import Inspection, inspect_tflite
-from harness.convert.pipeline import ConvertOptions, convert_model, load_model_folder
+from harness.convert.pipeline import ConvertOptions, convert_model
 from harness.convert.specs import (
     Activation,
     InputSpec,

@@ -69,6 +69,7 @@ def convert(
     json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
     """Convert a trained model (or heads of a float .tflite) to TFLite variants + variants.json."""
+    flags = dict(locals())  # the parameters: IoOptions.from_flags picks the I/O ones
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from harness.convert.variants import parse_heads, parse_precisions
@@ -88,9 +89,7 @@ def convert(
 
         if precisions and parse_precisions(precisions) != (Precision.FP32,):
             raise UsageError("a .tflite gives fp32 heads only: --precisions fp32")
-        io = IoOptions(
-            mean=mean, std=std, input_range=input_range, output=output, fg_channel=fg_channel
-        )
+        io = IoOptions.from_flags(flags)
         with Progress(*columns, console=console(), transient=json_out) as bar:
             task = bar.add_task("reading model", total=None)
             manifest = convert_tflite(
@@ -252,17 +251,11 @@ def inspect(
     json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Show I/O, semantics, ops, size and the GPU-delegate verdict of a .tflite."""
+    flags = dict(locals())  # the parameters: IoOptions.from_flags picks the I/O ones
     from harness.convert.inspection import inspect_tflite
     from harness.convert.iospec import IoOptions
 
-    options = IoOptions(
-        mean=mean,
-        std=std,
-        input_range=input_range,
-        output=output,
-        fg_channel=fg_channel,
-        activation=activation,
-    )
+    options = IoOptions.from_flags(flags)
     result = inspect_tflite(tflite, options)
     if json_out:
         typer.echo(json.dumps(result.to_dict(), indent=2))
@@ -356,12 +349,13 @@ def import_model(
     json_out: bool = typer.Option(False, "--json", help="Print train.json as JSON."),
 ) -> None:
     """Make a model folder from a Keras network trained elsewhere (final activation stripped)."""
+    flags = dict(locals())  # the parameters: IoOptions.from_flags picks the I/O ones
     from rich.markup import escape
 
     from harness.convert.importer import import_keras
     from harness.convert.iospec import IoOptions
 
-    io = IoOptions(mean=mean, std=std, input_range=input_range, fg_channel=fg_channel)
+    io = IoOptions.from_flags(flags)
     with console().status(f"importing {source}"):
         result = import_keras(source, out, io, name=name, data=data)
     if json_out:

@@ -235,7 +235,7 @@ def mask_iou_vs_float(
     """Mask IoU of a (quantized) variant vs the float model's mask on normalized ``x_eval``."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from harness.reference import run_tflite
+    from harness.convert.reference import run_tflite
 
     with native_output_silenced():
         interp = Interpreter(model_content=blob)

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from harness.convert import heads as heads_mod
-from harness.convert.gpu import gpu_verdict
 from harness.convert.iospec import IoOptions, resolve_io
 from harness.convert.specs import Activation, InputSpec, OutputSpec, infer_output_spec
 from harness.convert.surgery import SURGERY_HEADS, Cut, find_logits, make_head
@@ -127,15 +126,12 @@ def _record(
     check: dict[str, Any] = {"vs_logits_head": {"max_abs_error": None if error < 0 else error}}
     if head is Head.ARGMAX:
         check["vs_logits_head"]["mask_equal"] = error < 0
-    return VariantRecord(
-        variant=Variant(head, Precision.FP32),
-        file=str(file.relative_to(folder)),
-        sha256=tm.sha256,
-        size=tm.size,
-        input=input_spec,
-        output=output_spec,
-        ops=tm.op_names,
-        gpu=gpu_verdict(tm),
+    return VariantRecord.of_file(
+        tm,
+        Variant(head, Precision.FP32),
+        str(file.relative_to(folder)),
+        input_spec,
+        output_spec,
         accuracy=check,
         converter={"surgery": cut.to_dict()},
     )
@@ -149,7 +145,7 @@ def convert_tflite(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> Manifest:
     """Make ``heads`` (fp32) from the float .tflite ``path`` into ``out_dir``/variants."""
-    from harness.reference import preprocess, run_tflite
+    from harness.convert.reference import preprocess, run_tflite
 
     path = Path(path)
     report = progress or (lambda _m, _d, _t: None)

@@ -18,7 +18,8 @@ per-pixel output is the mask. Pure: a :class:`TfliteModel` and options in, a spe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -141,6 +142,13 @@ class IoOptions:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> IoOptions:
         return cls(**(data or {}))
+
+    @classmethod
+    def from_flags(cls, flags: Mapping[str, Any]) -> IoOptions:
+        """The I/O flags among a command's parameters (its ``locals()``), checked: bad values
+        fail here, in one line. A switch left off (False) is unset, like an absent value."""
+        names = [f.name for f in fields(cls)]
+        return cls(**{n: flags[n] for n in names if n in flags and flags[n] is not False})
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ an interrupted run keeps every finished variant and a consistent manifest.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -21,8 +20,14 @@ import numpy as np
 
 from harness import metrics
 from harness.convert import heads as heads_mod
-from harness.convert.gpu import gpu_verdict
-from harness.convert.specs import InputSpec, Normalization, OutputSpec
+from harness.convert.folder import (
+    DataProvider,
+    ModelFolder,
+    default_data_provider,
+    load_model_folder,
+)
+from harness.convert.reference import EvalSet, normalize, reference_outputs
+from harness.convert.specs import InputSpec, OutputSpec
 from harness.convert.tflite_model import TfliteModel, read_tflite
 from harness.convert.variants import (
     DEFAULT_HEADS,
@@ -37,20 +42,9 @@ from harness.convert.variants import (
     write_manifest,
 )
 from harness.errors import ConversionFailed, HarnessError, ModelError, UsageError
-from harness.reference import EvalSet, normalize, reference_outputs
 
-__all__ = [
-    "ConvertOptions",
-    "DataProvider",
-    "ModelFolder",
-    "convert_model",
-    "default_data_provider",
-    "load_model_folder",
-    "plan_variants",
-]
+__all__ = ["ConvertOptions", "convert_model", "plan_variants"]
 
-# split ("train" or "val") -> (images uint8 [N, H, W, C], masks uint8 [N, H, W])
-DataProvider = Callable[[str], tuple[np.ndarray, np.ndarray]]
 # (message, done, total): called before each step and once at the end
 ProgressFn = Callable[[str, int, int], None]
 
@@ -71,20 +65,6 @@ class ConvertOptions:
     float_layers: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, eq=False)
-class ModelFolder:
-    path: Path
-    model: Any  # tf_keras model, logits output
-    train_json: dict[str, Any]
-    input_shape: tuple[int, int, int]  # H, W, C
-    normalization: Normalization | None
-    foreground_channel: int
-
-    @property
-    def name(self) -> str:
-        return str(self.train_json.get("name") or self.path.name)
-
-
 def plan_variants(options: ConvertOptions) -> list[Variant]:
     """The variants to build, in order: non-QAT precisions first, QAT last.
 
@@ -98,113 +78,6 @@ def plan_variants(options: ConvertOptions) -> list[Variant]:
         qat_heads = [h for h in options.heads if h in wanted] or [options.heads[0]]
         out += [Variant(h, Precision.QAT) for h in qat_heads]
     return out
-
-
-def _read_train_json(folder: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((folder / "train.json").read_text())
-    except ValueError as exc:
-        raise ModelError(f"{folder}/train.json is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("input"), dict):
-        raise ModelError(f"{folder}/train.json has no 'input' section")
-    return data
-
-
-def _load_keras(folder: Path) -> tuple[Any, dict[str, Any]]:
-    try:  # the trainer's loader when it exists (docs/model-folder.md)
-        from harness.train import model_folder  # type: ignore[attr-defined]
-    except ImportError:
-        model_folder = None
-    if model_folder is not None and hasattr(model_folder, "load"):
-        model, train_json = model_folder.load(folder)
-        return model, dict(train_json)
-    from harness import tfcompat
-
-    train_json = _read_train_json(folder)
-    keras = tfcompat.keras()
-    try:
-        model = keras.models.load_model(folder / "model.keras", compile=False)
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelError(f"{folder}/model.keras cannot be loaded: {first[:200]}") from exc
-    return model, train_json
-
-
-def load_model_folder(path: Path) -> ModelFolder:
-    """Load and validate a model folder; ModelError (one line) if it is not usable."""
-    folder = Path(path)
-    if not folder.is_dir():
-        raise ModelError(f"{folder} is not a model folder (no such directory)")
-    missing = [n for n in ("model.keras", "train.json") if not (folder / n).is_file()]
-    if missing:
-        raise ModelError(f"{folder} is not a model folder (missing {', '.join(missing)})")
-    model, train_json = _load_keras(folder)
-    if isinstance(model.output_shape, list) or len(model.inputs) != 1:
-        raise ModelError(f"{folder}: the model must have one input and one output")
-    out_shape = tuple(model.output_shape)
-    in_shape = tuple(model.input_shape)
-    if len(out_shape) != 4 or out_shape[-1] != 2:
-        raise ModelError(
-            f"{folder}: the model outputs {list(out_shape)}, expected 2-channel logits [N, H, W, 2]"
-        )
-    out_meta = train_json.get("output", {})
-    if out_meta.get("kind", "logits") != "logits" or int(out_meta.get("channels", 2)) != 2:
-        raise ModelError(f"{folder}: train.json output is {out_meta}, expected 2-channel logits")
-    if len(in_shape) != 4 or None in in_shape[1:]:
-        raise ModelError(f"{folder}: the model input {list(in_shape)} is not [N, H, W, C]")
-    inp = train_json["input"]
-    declared = (inp.get("height"), inp.get("width"), inp.get("channels"))
-    if declared != tuple(in_shape[1:]):
-        raise ModelError(
-            f"{folder}: train.json input {list(declared)} does not match the model "
-            f"{list(in_shape[1:])}"
-        )
-    norm = Normalization.from_dict(inp.get("normalization"))
-    return ModelFolder(
-        path=folder,
-        model=model,
-        train_json=train_json,
-        input_shape=(int(in_shape[1]), int(in_shape[2]), int(in_shape[3])),
-        normalization=norm,
-        foreground_channel=int(out_meta.get("foreground_channel", 1)),
-    )
-
-
-def default_data_provider(mf: ModelFolder) -> DataProvider:
-    """The model's own train/val split, rebuilt from train.json via ``harness.train.data``.
-
-    ``data.source`` is ``"synthetic"`` (``synthetic_dataset(n_train + n_val, size, seed)``) or
-    a folder path (``folder_dataset``, in ``data.layout``); the split is the trainer's ``split(dataset,
-    val_ratio, seed)``, so the eval set is exactly the validation set the model never saw.
-    """
-    data = mf.train_json.get("data", {})
-    source = data.get("source")
-    size, _, channels = mf.input_shape
-    cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-
-    def provider(split: str) -> tuple[np.ndarray, np.ndarray]:
-        if not cache:
-            try:
-                from harness.train import data as train_data
-            except ImportError as exc:
-                raise ModelError("harness.train.data is not available to load the data") from exc
-            seed = int(data.get("seed", 0))
-            if source == "synthetic":
-                n = int(data.get("n_train", 0)) + int(data.get("n_val", 0))
-                dataset = train_data.synthetic_dataset(n, size, seed, channels)
-            elif isinstance(source, str) and Path(source).is_dir():
-                layout = data.get("layout")  # absent in older train.json: detected
-                dataset = train_data.folder_dataset(source, size, channels, layout)
-            else:
-                raise ModelError(
-                    f"train.json data.source {source!r}: not 'synthetic' nor an existing folder"
-                )
-            train, val = train_data.split(dataset, float(data.get("val_ratio", 0.1)), seed)
-            cache["train"] = (train.images, train.masks)
-            cache["val"] = (val.images, val.masks)
-        return cache[split]
-
-    return provider
 
 
 def _finite(value: float | None, digits: int = 8) -> float | None:
@@ -320,15 +193,12 @@ def _write_variant(
         accuracy = _accuracy(
             variant.head, ref.fg_prob, ref.mask, float_logits, eval_set, mf.foreground_channel
         )
-    return VariantRecord(
-        variant=variant,
-        file=f"variants/{variant.filename}",
-        sha256=tm.sha256,
-        size=tm.size,
-        input=input_spec,
-        output=output_spec,
-        ops=tm.op_names,
-        gpu=gpu_verdict(tm),
+    return VariantRecord.of_file(
+        tm,
+        variant,
+        f"variants/{variant.filename}",
+        input_spec,
+        output_spec,
         accuracy=accuracy,
         converter=converter_info,
     )
@@ -392,6 +262,72 @@ def _quantization_stage(
     return manifest
 
 
+def _train_inputs(
+    mf: ModelFolder, options: ConvertOptions, provider: DataProvider
+) -> tuple[np.ndarray, np.ndarray]:
+    """(representative samples, the whole normalized training split for QAT)."""
+    images, _masks = provider("train")
+    if len(images) == 0:
+        raise ModelError("the training split is empty: no representative data")
+    x_train = normalize(images, mf.normalization)
+    return x_train[: options.representative_samples], x_train
+
+
+def _float_reference(mf: ModelFolder, options: ConvertOptions, provider: DataProvider):
+    """(eval set, the float model's logits on it, its IoU vs ground truth or None)."""
+    images, masks = provider("val")
+    eval_set = EvalSet(f"{mf.name}-val", images, masks).head(options.eval_samples)
+    float_logits = mf.model.predict(
+        normalize(eval_set.images, mf.normalization), batch_size=8, verbose=0
+    )
+    float_mask = heads_mod.apply_numpy(Head.ARGMAX, float_logits, mf.foreground_channel)
+    float_model: dict[str, Any] | None = None
+    if eval_set.masks is not None:
+        float_model = {
+            "vs_ground_truth": {
+                "mask_iou": _finite(metrics.iou(float_mask, eval_set.masks)),
+                "pixel_accuracy": _finite(metrics.pixel_accuracy(float_mask, eval_set.masks)),
+            }
+        }
+    return eval_set, float_logits, float_model
+
+
+def _convert(
+    mf: ModelFolder,
+    options: ConvertOptions,
+    variant: Variant,
+    x_rep: np.ndarray | None,
+    x_train: np.ndarray | None,
+    qat: dict[str, Any],
+    say: Callable[[str], None],
+) -> tuple[bytes, dict[str, Any]]:
+    """One variant's .tflite bytes and how the converter made it."""
+    from harness.convert.quantize import convert_variant, make_qat_model
+
+    converter_info: dict[str, Any] = {}
+    model = mf.model
+    if variant.precision.integer_io:
+        converter_info["representative_samples"] = len(x_rep)
+        converter_info["io_dtype"] = "int8"
+    if variant.precision is Precision.QAT:
+        if "model" not in qat:
+            say(f"QAT fine-tuning ({options.qat_epochs} epochs)")
+            n = options.qat_samples
+            qat["model"] = make_qat_model(mf.model, x_train[:n], epochs=options.qat_epochs)
+        model = qat["model"]
+        converter_info.update(
+            qat_epochs=options.qat_epochs, qat_samples=min(options.qat_samples, len(x_train))
+        )
+    blob = convert_variant(
+        model,
+        variant.head,
+        variant.precision,
+        representative=x_rep,
+        foreground_channel=mf.foreground_channel,
+    )
+    return blob, converter_info
+
+
 def convert_model(
     path: Path,
     options: ConvertOptions | None = None,
@@ -400,8 +336,6 @@ def convert_model(
     progress: ProgressFn | None = None,
 ) -> Manifest:
     """Build the requested variants of the model folder at ``path``; returns the manifest."""
-    from harness.convert.quantize import convert_variant, make_qat_model
-
     options = options or ConvertOptions()
     plan = plan_variants(options)
     quant_stage = options.explain_quantization or bool(options.float_layers)
@@ -418,29 +352,10 @@ def convert_model(
     needs_train = quant_stage or any(v.precision.integer_io for v in plan)
 
     report("preparing data", 0, total)
-    x_rep = x_train = None
-    if needs_train:
-        images, masks = provider("train")
-        if len(images) == 0:
-            raise ModelError("the training split is empty: no representative data")
-        x_train = normalize(images, mf.normalization)
-        x_rep = x_train[: options.representative_samples]
-    eval_set = float_logits = None
-    float_model: dict[str, Any] | None = None
+    x_rep, x_train = _train_inputs(mf, options, provider) if needs_train else (None, None)
+    eval_set = float_logits = float_model = None
     if options.accuracy:
-        images, masks = provider("val")
-        eval_set = EvalSet(f"{mf.name}-val", images, masks).head(options.eval_samples)
-        float_logits = mf.model.predict(
-            normalize(eval_set.images, mf.normalization), batch_size=8, verbose=0
-        )
-        float_mask = heads_mod.apply_numpy(Head.ARGMAX, float_logits, mf.foreground_channel)
-        if eval_set.masks is not None:
-            float_model = {
-                "vs_ground_truth": {
-                    "mask_iou": _finite(metrics.iou(float_mask, eval_set.masks)),
-                    "pixel_accuracy": _finite(metrics.pixel_accuracy(float_mask, eval_set.masks)),
-                }
-            }
+        eval_set, float_logits, float_model = _float_reference(mf, options, provider)
 
     model_sha = hashlib.sha256((mf.path / "model.keras").read_bytes()).hexdigest()
     manifest = _existing_manifest(mf, model_sha)
@@ -449,30 +364,14 @@ def convert_model(
         eval_set=eval_set.describe() if eval_set is not None else manifest.eval_set,
         float_model=float_model if float_model is not None else manifest.float_model,
     )
-    qat_model = None
+    qat: dict[str, Any] = {}  # the fine-tuned model, made once for every QAT head
     for done, variant in enumerate(plan, start=1):
         report(f"converting {variant.id}", done, total)
-        converter_info: dict[str, Any] = {}
-        model = mf.model
-        if variant.precision.integer_io:
-            converter_info["representative_samples"] = len(x_rep)
-            converter_info["io_dtype"] = "int8"
-        if variant.precision is Precision.QAT:
-            if qat_model is None:
-                report(f"QAT fine-tuning ({options.qat_epochs} epochs)", done, total)
-                n = options.qat_samples
-                qat_model = make_qat_model(mf.model, x_train[:n], epochs=options.qat_epochs)
-            model = qat_model
-            converter_info.update(
-                qat_epochs=options.qat_epochs, qat_samples=min(options.qat_samples, len(x_train))
-            )
-        blob = convert_variant(
-            model,
-            variant.head,
-            variant.precision,
-            representative=x_rep,
-            foreground_channel=mf.foreground_channel,
-        )
+
+        def say(message: str, done: int = done) -> None:
+            report(message, done, total)
+
+        blob, converter_info = _convert(mf, options, variant, x_rep, x_train, qat, say)
         record = _write_variant(
             mf, variant, blob, converter_info, eval_set, float_logits, options.num_threads
         )

@@ -15,9 +15,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from harness.convert.gpu import GpuVerdict
+from harness.convert.gpu import GpuVerdict, gpu_verdict
 from harness.convert.specs import InputSpec, OutputSpec
 from harness.errors import ModelError, UsageError
+from harness.tflite.model import TfliteModel
 
 __all__ = [
     "DEFAULT_HEADS",
@@ -138,6 +139,33 @@ class VariantRecord:
     converter: dict[str, Any] = field(default_factory=dict)
     # per-layer quantization error (convert --explain-quantization), int8 variants only
     quantization: dict[str, Any] | None = None
+
+    @classmethod
+    def of_file(
+        cls,
+        tm: TfliteModel,
+        variant: Variant,
+        file: str,
+        input_spec: InputSpec,
+        output_spec: OutputSpec,
+        *,
+        accuracy: dict[str, Any] | None = None,
+        converter: dict[str, Any] | None = None,
+    ) -> VariantRecord:
+        """The record of a variant written to ``file`` and read back as ``tm``: its hash,
+        size, ops and GPU verdict come from the file itself."""
+        return cls(
+            variant=variant,
+            file=file,
+            sha256=tm.sha256,
+            size=tm.size,
+            input=input_spec,
+            output=output_spec,
+            ops=tm.op_names,
+            gpu=gpu_verdict(tm),
+            accuracy=accuracy,
+            converter=converter or {},
+        )
 
     @property
     def id(self) -> str:

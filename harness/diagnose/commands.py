@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from harness.bench.commands import (
+from harness.bench.commands import print_warnings
+from harness.cli_options import (
     ActivationOption,
     FgChannelOption,
     InputRangeOption,
@@ -17,8 +18,6 @@ from harness.bench.commands import (
     PriorOption,
     ResizeOption,
     StdOption,
-    io_options,
-    print_warnings,
 )
 from harness.devices.options import AdbOption, DeviceOption, JsonOption
 from harness.diagnose.localize import DEFAULT_TOLERANCE
@@ -80,6 +79,8 @@ def diagnose(
     as_json: JsonOption = False,
 ) -> None:
     """Diagnose a model on phones: failing delegate configs, the op that breaks, what to ship."""
+    flags = dict(locals())  # the parameters: IoOptions.from_flags picks the I/O ones
+    from harness.convert.iospec import IoOptions
     from harness.diagnose.render import render
     from harness.diagnose.run import DiagnoseOptions, run_diagnose
 
@@ -98,17 +99,7 @@ def diagnose(
         probe_images=probe_images,
         tolerance=tolerance,
         timeout=timeout,
-        io=io_options(
-            mean=mean,
-            std=std,
-            input_range=input_range,
-            output=output,
-            fg_channel=fg_channel,
-            activation=activation,
-            prior=prior,
-            resize=resize,
-            mask_class=mask_class,
-        ),
+        io=IoOptions.from_flags(flags).to_dict(),
     )
     if as_json:
         typer.echo(json.dumps(run_diagnose(opts), indent=2))

@@ -17,12 +17,12 @@ import numpy as np
 from harness.bench.measure import CellFailed, Settings, accuracy_pass
 from harness.bench.plan import Target, input_key
 from harness.bench.stage import local_inputs, stage
+from harness.convert.reference import EvalSet, preprocess
 from harness.convert.tflite_model import TfliteModel, read_tflite
 from harness.devices.device import Device
 from harness.devices.info import DeviceInfo
 from harness.diagnose.probe import Probe, plan_probes, write_probe
 from harness.errors import HarnessError, ModelError
-from harness.reference import EvalSet, preprocess
 from harness.runner import Delegate
 
 __all__ = ["DEFAULT_TOLERANCE", "Localization", "TensorError", "localize", "tensor_error"]

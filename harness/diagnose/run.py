@@ -28,13 +28,13 @@ from harness.bench.plan import Target, eval_images, resolve_delegates, resolve_t
 from harness.bench.run import BenchOptions, run_bench
 from harness.cell import Cell
 from harness.convert.iospec import IoOptions
+from harness.convert.reference import EvalSet, preprocess
 from harness.diagnose.exposure import Finding, explain, exposure
 from harness.diagnose.localize import DEFAULT_TOLERANCE, localize
 from harness.diagnose.matrix import MatrixCell, classify
 from harness.diagnose.plan import plan_model
 from harness.diagnose.recommend import recommend
 from harness.errors import UsageError
-from harness.reference import EvalSet, preprocess
 from harness.runner import Delegate, delegate_label
 from harness.store import Store
 from harness.tflite.gpu_delegates import GENERATIONS

@@ -11,6 +11,17 @@ from __future__ import annotations
 
 import re
 
+from harness.runner.loglines import (
+    MAX_LINE,
+    PATTERNS,
+    PROFILE_ROW,
+    SUMMARY_ROW,
+    delegate_name,
+    parse_float,
+    parse_int,
+    parse_stats,
+    strip_prefix,
+)
 from harness.runner.logmodel import (
     BenchmarkLog,
     DelegateVerdict,
@@ -28,190 +39,6 @@ __all__ = ["VIRTUAL_MARKER", "parse_log"]
 
 # The virtual phone's benchmark_model announces itself with this (see docs/virtual-phone.md).
 VIRTUAL_MARKER = "harness virtual phone"
-
-_MAX_LINE = 4000  # longer lines are junk for this format; skip them (keeps regexes linear)
-
-
-# -- line prefixes -----------------------------------------------------------------------------
-_SEVERITY_WORDS = {
-    "INFO": "I",
-    "WARN": "W",
-    "WARNING": "W",
-    "ERROR": "E",
-    "FATAL": "F",
-    "VERBOSE": "V",
-    "DEBUG": "D",
-}
-_WORD_PREFIX = re.compile(r"^(INFO|WARNING|WARN|ERROR|FATAL|VERBOSE|DEBUG)\s*:\s?")
-_LOGCAT_THREADTIME = re.compile(
-    r"^\d\d-\d\d\s+\d\d:\d\d:\d\d\.\d+\s+\d+\s+\d+\s+([VDIWEF])\s+[^\s:]+\s*:\s?"
-)
-_LOGCAT_BRIEF = re.compile(r"^([VDIWEF])/[^\s(:]+\s*(?:\(\s*\d+\))?\s*:\s?")
-_ABSL = re.compile(r"^([IWEF])\d{4}\s+\d\d:\d\d:\d\d\.\d+\s+\d+\s+\S+:\d+\]\s?")
-
-
-def _strip(line: str) -> tuple[str | None, bool, str]:
-    """-> (severity letter or None, had a textual ``INFO:``-style prefix, text)."""
-    text = line.strip()
-    severity: str | None = None
-    for pattern in (_LOGCAT_THREADTIME, _LOGCAT_BRIEF, _ABSL):
-        m = pattern.match(text)
-        if m:
-            severity, text = m.group(1), text[m.end() :].strip()
-            break
-    m = _WORD_PREFIX.match(text)
-    if m:
-        return _SEVERITY_WORDS[m.group(1)], True, text[m.end() :].strip()
-    return severity, False, text
-
-
-# -- numbers -----------------------------------------------------------------------------------
-_NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)"
-_KV = re.compile(r"\b(count|first|curr|min|max|avg|std|p5|median|p95)=(" + _NUM + ")", re.I)
-
-
-def _float(text: str) -> float | None:
-    try:
-        return float(text)
-    except (TypeError, ValueError, OverflowError):
-        return None
-
-
-def _int(text: str) -> int | None:
-    if text is None or len(text) > 18:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        return None
-
-
-def _parse_stats(text: str) -> RunStats | None:
-    if not text.startswith("count="):
-        return None
-    values: dict[str, float | None] = {}
-    for key, raw in _KV.findall(text):
-        values.setdefault(key.lower(), _float(raw))
-    count = values.get("count")
-    if count is None or count != count or count < 0 or count > 2**62:
-        return None
-    n = int(count)
-    same = "(all same)" in text or (n == 1 and "first" not in values)
-    if same:
-        curr = values.get("curr")
-        for key in ("first", "min", "max", "avg"):
-            values.setdefault(key, curr)
-        values.setdefault("std", 0.0 if curr is not None else None)
-    return RunStats(
-        count=n,
-        first=values.get("first"),
-        curr=values.get("curr"),
-        min=values.get("min"),
-        max=values.get("max"),
-        avg=values.get("avg"),
-        std=values.get("std"),
-        p5=values.get("p5"),
-        median=values.get("median"),
-        p95=values.get("p95"),
-        all_same=same,
-    )
-
-
-# -- single-line patterns ----------------------------------------------------------------------
-_RE = {
-    "loaded": re.compile(r"^Loaded model (.+)$"),
-    "size": re.compile(r"The input model file size \(MB\):\s*(" + _NUM + ")", re.I),
-    "session": re.compile(r"Initialized session in\s*(" + _NUM + r")\s*ms", re.I),
-    "phase": re.compile(
-        r"Running benchmark for at least (\d{1,12}) iterations and at least ("
-        + _NUM
-        + r") seconds but terminate if exceeding ("
-        + _NUM
-        + ") seconds",
-        re.I,
-    ),
-    "timings": re.compile(r"^(Average inference timings|Inference timings) in us:\s*(.*)$"),
-    "mem_delta": re.compile(
-        r"(Memory footprint delta from the start of the tool|Peak memory footprint) \(MB\):"
-        r"\s*init=(" + _NUM + r")\s+overall=(" + _NUM + ")",
-        re.I,
-    ),
-    "peak": re.compile(
-        r"Overall peak memory footprint \(MB\) via periodic monitoring:\s*(" + _NUM + ")", re.I
-    ),
-    "vmrss": re.compile(r"^- VmRSS\s*:\s*(" + _NUM + r")\s*MB"),
-    "replacing": re.compile(
-        r"Replacing (\d{1,12})(?: out of (\d{1,12}))? node\(s\) with delegate \(([^()]*)\) node,"
-        r" yielding (\d{1,12}) partitions?(?: for subgraph (\d{1,12}))?"
-    ),
-    "full": re.compile(
-        r"Explicitly applied (.+?) delegate, and the model graph will be"
-        r" completely executed by the delegate"
-    ),
-    "partial": re.compile(
-        r"Explicitly applied (.+?) delegate, and the model graph will be"
-        r" partially executed by the delegate w/ (\d{1,12}) delegate kernels"
-    ),
-    "not_applied": re.compile(
-        r"Though (.+?) delegate is explicitly applied, the model graph"
-        r" will not be executed by the delegate"
-    ),
-    "apply_failed": re.compile(r"^Failed to apply (.+?) delegate"),
-    "unsupported_head": re.compile(
-        r"^(?:Following|Next) operations are not supported by GPU"
-        r" delegate:?\s*$"
-    ),
-    "ops_split": re.compile(
-        r"(\d{1,12}) operations will run on the GPU, and the remaining"
-        r" (\d{1,12}) operations will run on the CPU"
-    ),
-    "ops_none": re.compile(
-        r"No operations will run on the GPU, and all (\d{1,12}) operations"
-        r" will run on the CPU"
-    ),
-    "ops_old": re.compile(
-        r"First (\d{1,12}) operations will run on the GPU, and the remaining"
-        r" (\d{1,12}) on the CPU"
-    ),
-    "op_line": re.compile(r"^([A-Za-z][A-Za-z0-9_]{0,80})\s*:\s*(.*)$"),
-    "kernels": re.compile(r"Created (\d{1,12}) GPU delegate kernels"),
-    "param": re.compile(r"^([A-Za-z#][^:\[\]]{0,80}): \[(.*)\]$"),
-    "unconsumed": re.compile(r"Unconsumed cmdline flags:\s*(.*)$"),
-    "table": re.compile(r"^=+ (.+?) =+$"),
-}
-_ROW = re.compile(
-    r"^(?P<type>\S.*?)\s+(?:(?P<start>"
-    + _NUM
-    + r")\s+)?(?P<first>"
-    + _NUM
-    + r")\s+(?P<avg>"
-    + _NUM
-    + r")\s+(?P<pct>"
-    + _NUM
-    + r")%\s+(?P<cdf>"
-    + _NUM
-    + r")%\s+(?P<mem>"
-    + _NUM
-    + r")\s+(?P<times>\d{1,12})(?:\s+(?P<name>.*))?$"
-)
-_SUMMARY = re.compile(
-    r"^(?P<type>\S.*?)\s+(?P<count>\d{1,12})\s+(?P<avg>"
-    + _NUM
-    + r")\s+(?P<pct>"
-    + _NUM
-    + r")%\s+(?P<cdf>"
-    + _NUM
-    + r")%\s+(?P<mem>"
-    + _NUM
-    + r")\s+(?P<times>\d{1,12})\s*$"
-)
-
-_DELEGATE_ALIASES = {
-    "tflitegpudelegatev2": "GPU",
-    "tflitegpudelegate": "GPU",
-    "tflitennapidelegate": "NNAPI",
-    "tflitexnnpackdelegate": "XNNPACK",
-}
 
 
 class _State:
@@ -247,7 +74,7 @@ def _timings(state: _State, old: bool, rest: str) -> None:
     for part in rest.split(","):
         key, _, value = part.partition(":")
         field_name = keys.get(key.strip().lower())
-        number = _float(value.strip())
+        number = parse_float(value.strip())
         if field_name and number is not None:
             state.v[field_name] = number
     state.v["old_timing_format"] = old
@@ -257,7 +84,7 @@ def _profile_row(state: _State, text: str) -> None:
     if state.section != "regular" or len(text) > 600:
         return
     if state.table == "Run Order":
-        m = _ROW.match(text)
+        m = PROFILE_ROW.match(text)
         if m:
             state.rows.append(
                 OpProfileRow(
@@ -269,11 +96,11 @@ def _profile_row(state: _State, text: str) -> None:
                     mem_kb=float(m["mem"]),
                     times_called=int(m["times"]),
                     name=(m["name"] or "").strip(),
-                    start_ms=_float(m["start"]) if m["start"] else None,
+                    start_ms=parse_float(m["start"]) if m["start"] else None,
                 )
             )
     elif state.table == "Summary by node type":
-        m = _SUMMARY.match(text)
+        m = SUMMARY_ROW.match(text)
         if m:
             state.summary.append(
                 OpTypeSummary(
@@ -291,17 +118,17 @@ def _profile_row(state: _State, text: str) -> None:
 def _unsupported_line(state: _State, worded: bool, text: str) -> bool:
     """Handle a line inside the unsupported-ops block; False ends the block."""
     for key in ("ops_split", "ops_old"):
-        m = _RE[key].search(text)
+        m = PATTERNS[key].search(text)
         if m:
-            state.v["gpu_ops"], state.v["cpu_ops"] = _int(m.group(1)), _int(m.group(2))
+            state.v["gpu_ops"], state.v["cpu_ops"] = parse_int(m.group(1)), parse_int(m.group(2))
             state.in_unsupported = False
             return True
-    m = _RE["ops_none"].search(text)
+    m = PATTERNS["ops_none"].search(text)
     if m:
-        state.v["gpu_ops"], state.v["cpu_ops"] = 0, _int(m.group(1))
+        state.v["gpu_ops"], state.v["cpu_ops"] = 0, parse_int(m.group(1))
         state.in_unsupported = False
         return True
-    m = _RE["op_line"].match(text)
+    m = PATTERNS["op_line"].match(text)
     if m and not worded:
         state.unsupported.append(UnsupportedOp(m.group(1), m.group(2).strip()))
         return True
@@ -310,9 +137,9 @@ def _unsupported_line(state: _State, worded: bool, text: str) -> bool:
 
 
 def _line(state: _State, raw: str) -> None:
-    if len(raw) > _MAX_LINE:
+    if len(raw) > MAX_LINE:
         return
-    severity, worded, text = _strip(raw)
+    severity, worded, text = strip_prefix(raw)
     if not text:
         return
     if state.in_unsupported and _unsupported_line(state, worded, text):
@@ -326,11 +153,11 @@ def _line(state: _State, raw: str) -> None:
     if VIRTUAL_MARKER in text.lower():
         state.v["virtual"] = True
     if text.startswith("count="):
-        stats = _parse_stats(text)
+        stats = parse_stats(text)
         if stats is not None:
             state.stats.append((len(state.phases), stats))
         return
-    m = _RE["table"].match(text)
+    m = PATTERNS["table"].match(text)
     if m:
         state.table = m.group(1).strip()
         return
@@ -342,7 +169,7 @@ def _line(state: _State, raw: str) -> None:
         return
     if state.section and state.table:
         _profile_row(state, text)
-    if _RE["unsupported_head"].match(text):
+    if PATTERNS["unsupported_head"].match(text):
         state.in_unsupported = True
         return
     _facts(state, text)
@@ -351,27 +178,27 @@ def _line(state: _State, raw: str) -> None:
 def _facts(state: _State, text: str) -> None:
     """One line that is not a stat line, a table row or part of the unsupported-ops block."""
     v = state.v
-    if m := _RE["loaded"].match(text):
+    if m := PATTERNS["loaded"].match(text):
         v["model_path"] = m.group(1).strip()
-    elif m := _RE["size"].search(text):
-        v["model_size_mb"] = _float(m.group(1))
-    elif m := _RE["session"].search(text):
-        v["init_ms"] = _float(m.group(1))
-    elif m := _RE["phase"].search(text):
-        secs, cap = _float(m.group(2)), _float(m.group(3))
+    elif m := PATTERNS["size"].search(text):
+        v["model_size_mb"] = parse_float(m.group(1))
+    elif m := PATTERNS["session"].search(text):
+        v["init_ms"] = parse_float(m.group(1))
+    elif m := PATTERNS["phase"].search(text):
+        secs, cap = parse_float(m.group(2)), parse_float(m.group(3))
         if secs is not None and cap is not None:
             state.phases.append(RunPhase(int(m.group(1)), secs, cap))
-    elif m := _RE["timings"].match(text):
+    elif m := PATTERNS["timings"].match(text):
         _timings(state, m.group(1).startswith("Average"), m.group(2))
-    elif m := _RE["mem_delta"].search(text):
-        v["mem_init_mb"], v["mem_overall_mb"] = _float(m.group(2)), _float(m.group(3))
-    elif m := _RE["peak"].search(text):
-        v["peak_mem_mb"] = _float(m.group(1))
-    elif m := _RE["vmrss"].match(text):
-        v["vm_rss_mb"] = _float(m.group(1))
-    elif m := _RE["replacing"].search(text):
-        total = _int(m.group(2)) if m.group(2) else None
-        subgraph = _int(m.group(5)) if m.group(5) else None
+    elif m := PATTERNS["mem_delta"].search(text):
+        v["mem_init_mb"], v["mem_overall_mb"] = parse_float(m.group(2)), parse_float(m.group(3))
+    elif m := PATTERNS["peak"].search(text):
+        v["peak_mem_mb"] = parse_float(m.group(1))
+    elif m := PATTERNS["vmrss"].match(text):
+        v["vm_rss_mb"] = parse_float(m.group(1))
+    elif m := PATTERNS["replacing"].search(text):
+        total = parse_int(m.group(2)) if m.group(2) else None
+        subgraph = parse_int(m.group(5)) if m.group(5) else None
         state.replacements.append(
             Replacement(
                 delegate=m.group(3),
@@ -381,16 +208,16 @@ def _facts(state: _State, text: str) -> None:
                 subgraph=subgraph,
             )
         )
-    elif m := _RE["partial"].search(text):
-        state.verdicts.append(DelegateVerdict(m.group(1), Verdict.PARTIAL, _int(m.group(2))))
-    elif m := _RE["full"].search(text):
+    elif m := PATTERNS["partial"].search(text):
+        state.verdicts.append(DelegateVerdict(m.group(1), Verdict.PARTIAL, parse_int(m.group(2))))
+    elif m := PATTERNS["full"].search(text):
         state.verdicts.append(DelegateVerdict(m.group(1), Verdict.FULL, 1))
-    elif m := _RE["not_applied"].search(text):
+    elif m := PATTERNS["not_applied"].search(text):
         state.verdicts.append(DelegateVerdict(m.group(1), Verdict.NOT_APPLIED, 0))
-    elif m := _RE["apply_failed"].match(text):
+    elif m := PATTERNS["apply_failed"].match(text):
         state.verdicts.append(DelegateVerdict(m.group(1), Verdict.FAILED))
-    elif m := _RE["kernels"].search(text):
-        v["delegate_kernels_gpu"] = _int(m.group(1))
+    elif m := PATTERNS["kernels"].search(text):
+        v["delegate_kernels_gpu"] = parse_int(m.group(1))
     elif "Benchmarking failed" in text:
         v["failed"] = True
     elif "Created TensorFlow Lite XNNPACK delegate for CPU" in text:
@@ -407,18 +234,14 @@ def _facts(state: _State, text: str) -> None:
         v["cl_to_gl_fallback"] = True
     elif "NNAPI acceleration is unsupported on this platform" in text:
         v["nnapi_unavailable"] = True
-    elif m := _RE["unconsumed"].search(text):
+    elif m := PATTERNS["unconsumed"].search(text):
         state.unconsumed.extend(m.group(1).split())
-    elif m := _RE["param"].match(text):
+    elif m := PATTERNS["param"].match(text):
         state.params.append((m.group(1).strip(), m.group(2)))
     if "Can not open OpenCL library" in text or (
         "libOpenCL" in text and re.search(r"not found|cannot open|No such file", text, re.I)
     ):
         v["opencl_missing"] = True
-
-
-def _delegate_name(name: str) -> str:
-    return _DELEGATE_ALIASES.get(name.strip().lower(), name.strip())
 
 
 def _assign_stats(state: _State) -> tuple[RunStats | None, RunStats | None]:
@@ -437,15 +260,15 @@ def _assign_stats(state: _State) -> tuple[RunStats | None, RunStats | None]:
 
 
 def _verdict(state: _State) -> tuple[Verdict, str | None, int | None]:
-    explicit = [d for d in state.verdicts if _delegate_name(d.delegate) != "XNNPACK"]
+    explicit = [d for d in state.verdicts if delegate_name(d.delegate) != "XNNPACK"]
     failed = [d for d in explicit if d.verdict is Verdict.FAILED]
     if failed:
-        return Verdict.FAILED, _delegate_name(failed[0].delegate), None
+        return Verdict.FAILED, delegate_name(failed[0].delegate), None
     if explicit:
         first = explicit[0]
-        return first.verdict, _delegate_name(first.delegate), first.kernels
+        return first.verdict, delegate_name(first.delegate), first.kernels
     # Older builds print no verdict line: infer it from the replacement and unsupported ops.
-    reps = [r for r in state.replacements if _delegate_name(r.delegate) != "XNNPACK"]
+    reps = [r for r in state.replacements if delegate_name(r.delegate) != "XNNPACK"]
     if reps:
         rep = reps[0]
         partial = (
@@ -456,7 +279,7 @@ def _verdict(state: _State) -> tuple[Verdict, str | None, int | None]:
         kernels = state.v.get("delegate_kernels_gpu")
         return (
             (Verdict.PARTIAL if partial else Verdict.FULL),
-            _delegate_name(rep.delegate),
+            delegate_name(rep.delegate),
             (kernels if isinstance(kernels, int) else None),
         )
     if state.v.get("gpu_delegate_created"):
@@ -516,8 +339,7 @@ def _build(state: _State) -> BenchmarkLog:
         delegate=delegate,
         delegate_kernels=kernels,
         verdicts=tuple(
-            DelegateVerdict(_delegate_name(d.delegate), d.verdict, d.kernels)
-            for d in state.verdicts
+            DelegateVerdict(delegate_name(d.delegate), d.verdict, d.kernels) for d in state.verdicts
         ),
         replacements=tuple(state.replacements),
         unsupported_ops=tuple(state.unsupported),

@@ -132,6 +132,41 @@ def _write_keys(path: Path, servers: list[AdbServer], extra: list[adbkey.PublicK
     tmp.replace(path)
 
 
+def _spawn(args: list[str], log: Path) -> subprocess.Popen:
+    """The phone's server process (``python -m harness.virtual.server ARGS``), in a session of
+    its own, its output appended to ``log``."""
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            filter(None, [str(config.REPO_ROOT), os.environ.get("PYTHONPATH")])
+        ),
+    )
+    with open(log, "ab") as log_handle:
+        return subprocess.Popen(
+            [sys.executable, "-m", "harness.virtual.server", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=log_handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+
+
+def _wait_ready(
+    proc: subprocess.Popen, ready: Path, log: Path, profile_name: str, timeout: float
+) -> None:
+    """Until the server writes its ready file; VirtualPhoneError when it exits or is late."""
+    deadline = time.monotonic() + timeout
+    while not ready.exists():
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise VirtualPhoneError(f"virtual {profile_name} failed to start: {tail[0]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise VirtualPhoneError(f"virtual {profile_name} did not start within {timeout:g}s")
+        time.sleep(0.05)
+
+
 def start(
     profile_name: str,
     port: int | None = None,
@@ -167,51 +202,11 @@ def start(
     log = base / "phone.log"
     ready = base / "ready.json"
     ready.unlink(missing_ok=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "harness.virtual.server",
-        "--profile",
-        profile_name,
-        "--port",
-        str(port),
-        "--root",
-        str(root),
-        "--ready-file",
-        str(ready),
-        "--faults",
-        ",".join(faults),
-        "--abi",
-        abi,
-        "--adb-keys",
-        str(keys_file),
-        "--delegate",
-        generation,
-    ]
-    env = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join(
-            filter(None, [str(config.REPO_ROOT), os.environ.get("PYTHONPATH")])
-        ),
-    )
-    with open(log, "ab") as log_handle:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=log_handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-        )
-    deadline = time.monotonic() + timeout
-    while not ready.exists():
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            raise VirtualPhoneError(f"virtual {profile_name} failed to start: {tail[0]}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise VirtualPhoneError(f"virtual {profile_name} did not start within {timeout:g}s")
-        time.sleep(0.05)
+    args = ("--profile", profile_name, "--port", str(port), "--root", str(root))
+    args += ("--ready-file", str(ready), "--faults", ",".join(faults), "--abi", abi)
+    args += ("--adb-keys", str(keys_file), "--delegate", generation)
+    proc = _spawn(list(args), log)
+    _wait_ready(proc, ready, log, profile_name, timeout)
     serial = f"{BIND_HOST}:{port}"
     record = VirtualRecord(
         serial=serial,

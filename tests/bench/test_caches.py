@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from harness.bench.plan import eval_images, input_key, resolve_targets
 from harness.bench.stage import local_inputs
-from harness.reference import EvalSet, reference_outputs
+from harness.convert.reference import EvalSet, reference_outputs
 
 
 def _target_and_set(bench_model):

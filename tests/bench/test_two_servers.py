@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from harness.bench import run as bench_run
+from harness.bench import worker as bench_worker
 from harness.bench.run import BenchOptions, run_bench
 from harness.devices import adb as adb_mod
 from harness.devices.adb import AdbServer
@@ -18,7 +18,7 @@ from harness.store import Store
 from harness.virtual import manager
 from tests.conftest import CORRECT_GPU, free_port
 
-_WORKER = bench_run._worker  # the bench's own, before any test wraps it
+_RUN = bench_worker.DeviceWorker._run  # the bench's own, before any test wraps it
 
 
 @pytest.fixture
@@ -45,13 +45,13 @@ def _one_at_a_time(monkeypatch, fail_server: str | None = None):
     recorded as each of its cells' failure)."""
     turn = threading.Lock()
 
-    def worker(entry, *args):
+    def run(self):
         with turn:
-            if entry.server.address == fail_server:
+            if self.entry.server.address == fail_server:
                 raise RuntimeError("test: this server's worker fails")
-            _WORKER(entry, *args)
+            _RUN(self)
 
-    monkeypatch.setattr(bench_run, "_worker", worker)
+    monkeypatch.setattr(bench_worker.DeviceWorker, "_run", run)
 
 
 def test_one_serial_on_two_servers_keeps_both_devices_cells(

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from harness import tfcompat
-from harness.convert.pipeline import load_model_folder
+from harness.convert.folder import load_model_folder
 from harness.convert.quantize import convert_variant
+from harness.convert.reference import EvalSet, normalize, reference_outputs, run_tflite
 from harness.convert.variants import Head, Manifest, Precision
-from harness.reference import EvalSet, normalize, reference_outputs, run_tflite
 
 TOL = 1e-5
 

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from harness import cli, tfcompat
-from harness.convert.pipeline import ConvertOptions, convert_model, load_model_folder
+from harness.convert.folder import load_model_folder
+from harness.convert.pipeline import ConvertOptions, convert_model
+from harness.convert.reference import run_tflite
 from harness.convert.variants import Head, Precision
 from harness.errors import ExitCode
-from harness.reference import run_tflite
 
 pytestmark = pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file")
 

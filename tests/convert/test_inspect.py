@@ -12,9 +12,9 @@ from harness import cli, tfcompat
 from harness.convert.gpu import OpStatus, gpu_verdict
 from harness.convert.inspection import inspect_tflite
 from harness.convert.iospec import IoOptions
+from harness.convert.reference import EvalSet, reference_outputs
 from harness.convert.specs import Semantics
 from harness.convert.tflite_model import read_tflite
-from harness.reference import EvalSet, reference_outputs
 
 
 def _convert(fn, shape, path: Path) -> Path:
@@ -136,7 +136,7 @@ def test_custom_op_resolved_by_xnnpack_loads_and_runs(tmp_path: Path) -> None:
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
-    from harness.reference import run_tflite
+    from harness.convert.reference import run_tflite
 
     keras = tfcompat.keras()
     inp = keras.Input((8, 8, 4), batch_size=1)

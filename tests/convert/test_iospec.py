@@ -214,3 +214,13 @@ def test_prior_channel_empty_and_previous(tmp_path: Path) -> None:
         assert np.array_equal(out[i, ..., 3], expected)
     assert np.array_equal(out[..., :3], images[..., :3])
     assert (fill_prior(images, Prior.EMPTY, target)[..., 3] == 0).all()
+
+
+def test_from_flags_picks_the_io_flags_among_a_commands_parameters():
+    flags = {"model": "m", "runs": 3, "mean": "127.5", "std": "127.5", "fg_channel": 0}
+    flags |= {"full_res_iou": False, "output": None, "json_out": True}
+    io = IoOptions.from_flags(flags)
+    assert io.to_dict() == {"mean": "127.5", "std": "127.5", "fg_channel": 0}  # 0 is kept
+    assert IoOptions.from_flags({"full_res_iou": True}).full_res_iou is True
+    with pytest.raises(UsageError, match="--mean and --std go together"):
+        IoOptions.from_flags({"mean": "127.5", "runs": 3})

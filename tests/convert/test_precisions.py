@@ -9,9 +9,9 @@ import numpy as np
 
 from harness.convert import testing
 from harness.convert.pipeline import ConvertOptions, convert_model, plan_variants
+from harness.convert.reference import EvalSet, reference_outputs
 from harness.convert.tflite_model import read_tflite
 from harness.convert.variants import Head, Precision, Variant, read_manifest
-from harness.reference import EvalSet, reference_outputs
 
 from .conftest import SEED, SIZE
 

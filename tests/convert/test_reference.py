@@ -7,6 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.convert.reference import (
+    EvalSet,
+    decode_output,
+    decode_outputs,
+    preprocess,
+    reference_outputs,
+)
 from harness.convert.specs import (
     Activation,
     InputSpec,
@@ -16,13 +23,6 @@ from harness.convert.specs import (
     Semantics,
 )
 from harness.errors import ModelError, UsageError
-from harness.reference import (
-    EvalSet,
-    decode_output,
-    decode_outputs,
-    preprocess,
-    reference_outputs,
-)
 
 
 def test_cache_hit_on_second_call(converted, provider, tmp_path: Path) -> None:

@@ -11,10 +11,10 @@ import pytest
 from harness import cli, tfcompat
 from harness.convert.from_tflite import TOLERANCE, convert_tflite
 from harness.convert.iospec import IoOptions
+from harness.convert.reference import run_tflite
 from harness.convert.specs import Semantics
 from harness.convert.variants import Head, read_manifest
 from harness.errors import ExitCode, ModelError, UsageError
-from harness.reference import run_tflite
 from harness.tflite.model import read_tflite
 
 SIZE = 32

@@ -78,12 +78,12 @@ def test_a_worker_bug_fails_its_cells_instead_of_dropping_them(
 ):
     """What ``--timeout inf`` once did (OverflowError in the worker): cells neither measured
     nor recorded, run 'complete', exit 0. Now every cell is stored failed, the run partial."""
-    from harness.bench import run as run_mod
+    from harness.bench import worker as worker_mod
 
     def broken(*_args, **_kwargs):
         raise OverflowError("timeout value is too large")
 
-    monkeypatch.setattr(run_mod, "_measure_cell", broken)
+    monkeypatch.setattr(worker_mod, "measure_cell", broken)
     store = tmp_path / "r.db"
     opts = BenchOptions(
         model=str(bench_model),

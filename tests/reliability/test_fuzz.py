@@ -1,6 +1,6 @@
 """Fuzzing (hypothesis): decoders and parsers never raise anything but their documented error.
 
-- raw-output decoder (``harness.reference.decode_output(s)``): ModelError / UsageError only;
+- raw-output decoder (``harness.convert.reference.decode_output(s)``): ModelError / UsageError only;
 - the virtual phone's protocol decoders, fed through a real TCP connection: transport
   messages (random and truncated), sync requests, shell v2 packets: the phone closes a bad
   connection and keeps serving the next good one, and logs no traceback;
@@ -24,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.convert.reference import decode_output, decode_outputs
 from harness.convert.specs import (
     Activation,
     OutputSpec,
@@ -34,7 +35,6 @@ from harness.convert.specs import (
 from harness.devices import adb, adbkey, info, wire
 from harness.devices.device import Device
 from harness.errors import ModelError, UsageError
-from harness.reference import decode_output, decode_outputs
 from harness.runner import parse_log
 from harness.virtual import manager
 from harness.virtual.profiles import VIRTUAL_FEATURES

@@ -15,6 +15,7 @@ from harness import config
 from harness.devices import adb
 from harness.devices.device import Device, quote
 from harness.devices.identity import DeviceId
+from harness.errors import HarnessError
 from harness.store import Store
 from tests.reliability.conftest import run_bench_cli, stored_cells
 
@@ -110,19 +111,23 @@ def test_file_transfers_cannot_leave_the_sandbox(phone, adb_server, tmp_path):
         assert sync.stat_size(up + str(secret).lstrip("/")) is None  # STAT
         assert sync.read_small(up + str(secret).lstrip("/")) is None  # RECV
         assert sync.read_small(up + "etc/passwd") is None
-    names = device.shell(["ls", "/"]).out.split()  # the device's / is the sandbox root
-    assert "etc" not in names or not (Path(phone.root) / "etc" / "passwd").exists()
+    # Device folders are the sandbox's (the shell itself is the host's /bin/sh, not a jail:
+    # sandbox.py): a file planted in the sandbox's /sdcard is what the device's /sdcard shows.
+    (Path(phone.root) / "sdcard" / "marker-in-sandbox").write_text("x")
+    assert "marker-in-sandbox" in device.shell(["ls", "/sdcard"]).out.split()
+    assert device.read_file("/sdcard/marker-in-sandbox") == b"x"
     assert device.shell(["ln", "-sfn", str(tmp_path), "/sdcard/hostdir"]).ok
     assert device.read_file("/sdcard/hostdir/secret.txt") is None
     assert device.read_file("/storage/emulated/0/hostdir/secret.txt") is None
     assert device.stat_size("/sdcard/hostdir/secret.txt") is None
     payload = tmp_path / "payload"
     payload.write_text("x")
-    for target in (up + str(tmp_path / "planted1").lstrip("/"), "/sdcard/hostdir/planted2"):
-        try:
-            device.push(payload, target, use_cache=False)
-        except Exception as exc:  # refused: fine, as long as nothing lands outside
-            assert "outside the device" in str(exc)
+    # '..' past the root stays at the sandbox root (as on a phone): the file lands inside.
+    device.push(payload, up + str(tmp_path / "planted1").lstrip("/"), use_cache=False)
+    assert (Path(phone.root) / str(tmp_path / "planted1").lstrip("/")).read_text() == "x"
+    # Through the planted symlink: refused.
+    with pytest.raises(HarnessError, match="outside the device"):
+        device.push(payload, "/sdcard/hostdir/planted2", use_cache=False)
     assert not (tmp_path / "planted1").exists() and not (tmp_path / "planted2").exists()
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 
 from harness.cell import Accuracy, Cell, Delegation, DeviceId, Latency, Status
 from harness.errors import HarnessError
@@ -299,19 +298,9 @@ class CliResult:
 @pytest.fixture
 def cli(capsys, monkeypatch):
     """Run ``harness report|tag|gate ...`` through harness.cli.main (exit codes as users see
-    them). The commands are registered on the app when the CLI does not have them yet."""
+    them)."""
     from harness import cli as cli_mod
-    from harness.report import commands
 
-    registered = {c.name for c in cli_mod.app.registered_commands}
-    for name in ("report", "tag", "gate"):
-        if name not in registered:
-            monkeypatch.setattr(
-                cli_mod.app,
-                "registered_commands",
-                [*cli_mod.app.registered_commands, typer.models.CommandInfo(
-                    name=name, callback=getattr(commands, name))],
-            )  # fmt: skip
     monkeypatch.setenv("COLUMNS", "200")
     from harness import ui
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -197,3 +198,61 @@ def test_missing_store_and_policy_exit_2(cli, tmp_path):
     assert not (tmp_path / "none.db").exists()
     result = cli("gate", "--policy", tmp_path / "none.toml")
     assert result.exit_code == 2 and "no such policy file" in result.stderr
+
+
+TWO_RULES = (
+    '[[rule]]\nname = "latency"\nmax_avg_ms = 2000\n\n'
+    '[[rule]]\nname = "accuracy"\nvariant = "softmax-*"\nmin_iou_ref = 0.95\n'
+)
+
+
+def _table_rows(stdout: str) -> list[str]:
+    """The body rows of the rich table printed first (lines between the box's rules)."""
+    return [line for line in stdout.splitlines() if line.startswith("│")]
+
+
+def test_terminal_output_is_one_line_per_rule_then_the_failures(cli, bench, store, tmp_path):
+    run = bench.run(wrong=WRONG, slow=SLOW)
+    policy = _policy(tmp_path, TWO_RULES)
+    expected = evaluate(parse_policy(TWO_RULES, "p.toml"), load_run(store, run))
+    counts = {
+        name: (len(checks), sum(c.passed for c in checks), sum(not c.passed for c in checks))
+        for name in ("latency", "accuracy")
+        if (checks := [c for c in expected.checks if c.rule == name])
+    }
+    # Precondition: both rules have checks and each has at least one failure.
+    assert set(counts) == {"latency", "accuracy"} and all(f for _, _, f in counts.values())
+    result, _ = _gate(cli, store, tmp_path, run, policy=policy)
+    assert result.exit_code == 1
+    rows = _table_rows(result.stdout)
+    assert len(rows) == 2, result.stdout  # one line per rule, nothing per check
+    for row, (name, line) in zip(rows, (("latency", 1), ("accuracy", 5)), strict=True):
+        assert f"{name} (line {line})" in row
+        numbers = tuple(int(n) for n in re.findall(r"\b\d+\b", row.split(")", 1)[1]))
+        assert numbers == counts[name], row
+    assert "PASS " not in result.stdout and "sigmoid-fp32" not in result.stdout
+    failures = result.stdout.split(f"FAILED {len(expected.failed)} of {len(expected.checks)}")[1]
+    for c in expected.failed:
+        assert f"{c.rule}: {c.where}: {c.label} {c.measured} (limit {c.limit})" in failures
+
+
+def test_verbose_prints_every_check(cli, bench, store, tmp_path):
+    run = bench.run(slow=SLOW)
+    policy = _policy(tmp_path, TWO_RULES)
+    expected = evaluate(parse_policy(TWO_RULES, "p.toml"), load_run(store, run))
+    passed = sum(c.passed for c in expected.checks)
+    assert passed > 2 and len(expected.failed) == 1  # precondition
+    result, _ = _gate(cli, store, tmp_path, run, "--verbose", policy=policy)
+    assert result.exit_code == 1
+    assert result.stdout.count("PASS") == passed
+    assert result.stdout.count("FAIL ") + result.stdout.count("FAIL\n") >= 1
+    assert len(_table_rows(result.stdout)) == len(expected.checks)
+    assert f"FAILED 1 of {len(expected.checks)} checks" in result.stdout
+
+
+def test_json_output_is_the_same_with_and_without_verbose(cli, bench, store, tmp_path):
+    run = bench.run(slow=SLOW)
+    plain, _ = _gate(cli, store, tmp_path, run, "--json")
+    verbose, _ = _gate(cli, store, tmp_path, run, "--json", "--verbose")
+    assert plain.exit_code == verbose.exit_code == 1
+    assert json.loads(plain.stdout) == json.loads(verbose.stdout)

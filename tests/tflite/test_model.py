@@ -9,7 +9,6 @@ import flatbuffers
 import pytest
 from ai_edge_litert import schema_py_generated as fb
 
-from harness.convert.tflite_model import read_tflite as convert_read_tflite
 from harness.errors import ModelError
 from harness.tflite.model import Quantization, read_tflite
 from harness.virtual.benchmark_model.tflite_graph import GraphError, read_graph
@@ -104,7 +103,6 @@ def test_the_reader_reads_what_both_verdicts_need() -> None:
     assert q.name == "tensor_4"
     assert tm.producer(3) is tm.ops[1] and tm.producer(0) is None
     assert read_tflite(data, verify=False, digest=False).sha256 == ""
-    assert convert_read_tflite is read_tflite  # convert's name for the same reader
 
 
 def test_the_virtual_graph_is_a_view_of_the_same_read() -> None:

@@ -28,14 +28,10 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from harness.stdio import captured_fd2
-from harness.tflite.gpu_delegates import DEFAULT_GENERATION, GENERATIONS, Generation
 from harness.virtual.benchmark_model import flags as bm_flags
-from harness.virtual.benchmark_model.gpu_emulation import (
-    Emulation,
-    GpuPlan,
-    plan_gpu,
-    removed_backends,
-)
+from harness.virtual.benchmark_model.delegates import DelegateStack
+from harness.virtual.benchmark_model.errors import Failed, Fatal
+from harness.virtual.benchmark_model.gpu_emulation import Emulation
 from harness.virtual.benchmark_model.stats import (
     Out,
     PeakMemory,
@@ -47,20 +43,7 @@ from harness.virtual.benchmark_model.stats import (
 )
 from harness.virtual.benchmark_model.tflite_graph import Graph, GraphError, read_graph
 
-GPU_NAME = "TfLiteGpuDelegateV2"
-NNAPI_NAME = "TfLiteNnapiDelegate"
-NO_OPENCL = (
-    'Can not open OpenCL library on this device - dlopen failed: library "libOpenCL.so" not found'
-)
 _RANGES = {"f": (-0.5, 0.5), "u1": (0, 254), "i1": (-127, 127), "b": (0, 1)}
-
-
-class Failed(Exception):
-    """Init or a run returned an error status: the tool prints ``Benchmarking failed.``"""
-
-
-class Fatal(Exception):
-    """TFLITE_LOG(FATAL): the tool prints ``FATAL: ...`` and aborts."""
 
 
 def _virtual_config() -> dict:
@@ -105,6 +88,7 @@ class Benchmark:
     def __init__(self, params: bm_flags.Params, out: Out) -> None:
         self.p, self.out = params, out
         self.config = _virtual_config()
+        self.stack = DelegateStack(params, self.config, out)
         self.layers: list[dict] = []  # InputLayerInfo: name, shape, file
         self.graph: Graph | None = None
         self.model_data = b""
@@ -161,35 +145,9 @@ class Benchmark:
                 self.out.info(f"{flag.label}: [{bm_flags.fmt(self.p[flag.name])}]")
                 if flag.name == "num_threads":
                     self.out.info(f"#threads used for CPU inference: [{self.p['num_threads']}]")
-                if flag.name == "use_nnapi" and self.p["use_nnapi"] and self._nnapi_exists():
+                if flag.name == "use_nnapi" and self.p["use_nnapi"] and self.stack.nnapi_exists():
                     accels = self.config.get("nnapi_accelerators") or ["nnapi-reference"]
                     self.out.info(f"NNAPI accelerators available: [{','.join(accels)}]")
-
-    def _nnapi_exists(self) -> bool:
-        return bool(self.config.get("nnapi")) or "nnapi" in self.config.get("gpu_backends", [])
-
-    def _gpu_backends(self) -> list[str]:
-        """Backends the phone's GPU stack has (profile, minus faults such as opencl-missing)
-        that this delegate generation can use (the 2019 delegate: OpenGL only)."""
-        gone = removed_backends(self._faults())  # e.g. opencl-missing: no libOpenCL.so
-        usable = self._generation().backends
-        return [
-            b
-            for b in self.config.get("gpu_backends", ["cl", "gl"])
-            if b not in gone and b in usable
-        ]
-
-    def _generation(self) -> Generation:
-        name = self.config.get("gpu_delegate", DEFAULT_GENERATION)
-        return GENERATIONS.get(str(name), GENERATIONS[DEFAULT_GENERATION])
-
-    def _mediump_bits(self) -> int | None:
-        bits = self.config.get("mediump_bits")
-        return bits if isinstance(bits, int) else None
-
-    def _faults(self) -> tuple[str, ...]:
-        faults = self.config.get("faults", [])
-        return tuple(str(f) for f in faults) if isinstance(faults, list) else ()
 
     # -- init -----------------------------------------------------------------------------------
     def init(self) -> None:
@@ -207,7 +165,7 @@ class Benchmark:
             raise Failed(f"Failed to load model {path}") from None
         self.out.info(f"Loaded model {path}")
         self.out.runtime("Initialized TensorFlow Lite runtime.")
-        emulation, plan = self._choose_accelerator()
+        self.accel, emulation, plan = self.stack.choose(self.graph)
         captured: list[str] = []
         try:
             self.interp = self._interpreter(path, emulation, captured)
@@ -216,9 +174,9 @@ class Benchmark:
             raise Failed("Failed to initialize the interpreter") from None
         self._check_and_resize_inputs()
         if self.accel == "gpu":
-            self._apply_gpu(plan)
+            self.stack.apply_gpu(plan, self.model_data)
         elif self.accel == "nnapi":
-            self._apply_nnapi()
+            self.stack.apply_nnapi(self.graph)
         try:
             with _captured_stderr(captured):
                 self.interp.allocate_tensors()
@@ -227,45 +185,6 @@ class Benchmark:
             raise Failed("Failed to allocate tensors!") from None
         self._forward(captured)
         self.emulation = emulation
-
-    def _choose_accelerator(self) -> tuple[Emulation | None, GpuPlan | None]:
-        p, graph = self.p, self.graph
-        if p["use_gpu"]:
-            self.out.runtime("Created TensorFlow Lite delegate for GPU.")
-            self.out.info("GPU delegate created.")
-            plan = plan_gpu(
-                graph,
-                enable_quant=p["gpu_experimental_enable_quant"],
-                max_partitions=max(1, p["max_delegated_partitions"]),
-            )
-            self.accel = "gpu"
-            precision = "fp16" if p["gpu_precision_loss_allowed"] else "fp32"
-            backend = self._resolve_backend() or ""
-            emulation = Emulation(
-                precision,
-                backend,
-                frozenset(plan.delegated),
-                self._generation().name,
-                self._mediump_bits(),
-            )
-            return emulation, plan
-        if p["use_nnapi"]:
-            if not self._nnapi_exists():
-                self.out.warn("NNAPI acceleration is unsupported on this platform.")
-                return None, None
-            self.out.runtime("Created TensorFlow Lite delegate for NNAPI.")
-            self.out.info("NNAPI delegate created.")
-            self.accel = "nnapi"
-            precision = "fp16" if p["nnapi_allow_fp16"] else "fp32"
-            everything = frozenset(op.index for op in graph.ops)
-            return Emulation(precision, "nnapi", everything), None
-        return None, None
-
-    def _resolve_backend(self) -> str | None:
-        wanted, have = self.p["gpu_backend"], self._gpu_backends()
-        if wanted in ("cl", "gl"):
-            return wanted if wanted in have else None
-        return "cl" if "cl" in have else ("gl" if "gl" in have else None)
 
     def _interpreter(self, path: str, emulation: Emulation | None, captured: list[str]):
         threads = self.p["num_threads"]
@@ -323,88 +242,6 @@ class Benchmark:
             except (RuntimeError, ValueError) as exc:
                 self._forward([], str(exc))
                 raise Failed(f"Failed to resize input tensor #{detail['index']}") from None
-
-    def _apply_gpu(self, plan: GpuPlan) -> None:
-        out, total = self.out, plan.total
-        if plan.unsupported:
-            gpu = len(plan.delegated)
-            tail = (
-                f"{gpu} operations will run on the GPU, and the remaining {total - gpu}"
-                if gpu
-                else f"No operations will run on the GPU, and all {total}"
-            )
-            out.runtime(
-                "Following operations are not supported by GPU delegate:\n"
-                + "\n".join(plan.unsupported)
-                + f"\n{tail} operations will run on the CPU.",
-                "ERROR",
-            )
-        backend = self._resolve_backend()
-        if plan.delegated:
-            if backend == "cl":
-                out.runtime("Loaded OpenCL library with dlopen.")
-            out.runtime(
-                f"Replacing {len(plan.delegated)} out of {total} node(s) with delegate "
-                f"({GPU_NAME}) node, yielding {plan.partitions} partitions for subgraph 0.",
-                "VERBOSE",
-            )
-            if backend is None:
-                self._gpu_init_failure(total)
-            tried_cl = "cl" in self._generation().backends  # the 2019 delegate had GL only
-            if backend == "gl" and self.p["gpu_backend"] not in ("cl", "gl") and tried_cl:
-                out.runtime(NO_OPENCL, "ERROR")
-                out.runtime("Falling back to OpenGL", "ERROR")
-            out.runtime(f"Initialized {'OpenCL' if backend == 'cl' else 'OpenGL'}-based API.")
-            from harness.virtual.benchmark_model import kernel_cache  # emulated compile/cache
-
-            kernel_cache.init_kernels(self.p, self.config, self.model_data, plan.delegated, out)
-        out.runtime(f"Created {1 if plan.delegated else 0} GPU delegate kernels.")
-        self._verdict("GPU", plan.full, 1 if plan.delegated else 0)
-
-    def _gpu_init_failure(self, total: int) -> None:
-        wanted, generation = self.p["gpu_backend"], self._generation()
-        if wanted == "cl" and "cl" not in generation.backends:
-            reason = f"this GPU delegate ({generation.name}) has no OpenCL backend"
-        elif wanted != "gl" and "cl" not in self._gpu_backends():
-            reason = NO_OPENCL
-        else:
-            reason = "OpenGL ES is not available on this virtual phone"
-        self.out.runtime(f"TfLiteGpuDelegate Init: {reason}", "ERROR")
-        self.out.runtime("Created 0 GPU delegate kernels.")
-        self.out.runtime("TfLiteGpuDelegate Prepare: delegate is not initialized", "ERROR")
-        self.out.runtime(f"Node number {total} ({GPU_NAME}) failed to prepare.", "ERROR")
-        self.out.runtime(
-            "Restored original execution plan after delegate application failure.", "ERROR"
-        )
-        raise Failed("Failed to apply GPU delegate.")
-
-    def _apply_nnapi(self) -> None:
-        total = len(self.graph.ops)
-        self.out.runtime(
-            f"Replacing {total} out of {total} node(s) with delegate ({NNAPI_NAME})"
-            " node, yielding 1 partitions for subgraph 0.",
-            "VERBOSE",
-        )
-        self._verdict("NNAPI", total > 0, 1 if total else 0)
-
-    def _verdict(self, name: str, full: bool, kernels: int) -> None:
-        if self.p["require_full_delegation"] and not full:
-            raise Failed("Disallowed CPU fallback detected.")
-        if full:
-            self.out.info(
-                f"Explicitly applied {name} delegate, and the model graph will be "
-                "completely executed by the delegate."
-            )
-        elif kernels:
-            self.out.info(
-                f"Explicitly applied {name} delegate, and the model graph will be "
-                f"partially executed by the delegate w/ {kernels} delegate kernels."
-            )
-        else:
-            self.out.info(
-                f"Though {name} delegate is explicitly applied, the model graph will "
-                "not be executed by the delegate."
-            )
 
     # -- inputs and runs ------------------------------------------------------------------------
     def prepare_inputs(self) -> list[tuple[int, np.ndarray]]:
