@@ -18,8 +18,8 @@ def test_gpu_cells_get_cold_and_warm_init(bench_model, phones, tmp_path):
     with Store(store_path) as store:
         cells = {c.delegate: c for c in store.cells(out.run_id)}
         gpu, cpu = cells["gpu"].latency, cells["cpu"].latency
-        assert gpu["kernel_cache"] == "written"
-        assert gpu["init_cold_ms"] > 0 and gpu["init_warm_ms"] > 0
-        assert "init_cold_ms" not in cpu  # only GPU cells have a kernel cache
+        assert gpu.kernel_cache == "written"
+        assert gpu.init_cold_ms > 0 and gpu.init_warm_ms > 0
+        assert cpu.init_cold_ms is None  # only GPU cells have a kernel cache
         html = render_html(load_report(store, [out.run_id]))
     assert "GPU init: cold vs warm" in html

@@ -63,5 +63,5 @@ def test_require_cool_gives_up_after_cool_wait(bench_model, start_phone, tmp_pat
     phone = start_phone("SM-G973F")
     out = run_bench(_opts(bench_model, phone, tmp_path / "r.db", require_cool=20.0, cool_wait=0))
     (cell,) = out.cells
-    assert cell.status == "failed" and out.status == "partial"
+    assert not cell.measured and out.status == "partial"
     assert cell.reason == "phone did not cool below 20°C within 0s (hottest: BIG at 38.0°C)"

@@ -43,8 +43,8 @@ def test_profile_ops_softmax_share_and_head_diff(bench_model, phones, tmp_path):
         cells = {(c.variant_id, c.delegate): c for c in store.cells(run_id)}
         softmax_cpu = cells[("softmax-fp32", "cpu")]
         rows = store.op_profile(run_id, softmax_cpu.key)
-        assert "_bulk" not in softmax_cpu.latency  # rows live in their own table
-        summary = softmax_cpu.latency["op_profile"]
+        assert "_bulk" not in softmax_cpu.latency.to_json()  # rows live in their own table
+        summary = softmax_cpu.latency.op_profile
         assert summary["virtual"] is True and summary["nodes"] == len(rows) > 2
         softmax = [r for r in rows if r["node_type"] == "SOFTMAX"]
         assert len(softmax) == 1 and 0 < softmax[0]["pct"] < 100
@@ -72,13 +72,13 @@ def test_partially_delegated_model_lists_its_cpu_ops(argmax_model, phones, tmp_p
     run_id = _run(argmax_model, phones[0], store_path, variants="argmax-fp32", delegates="gpu")
     with Store(store_path) as store:
         (cell,) = store.cells(run_id)
-        assert cell.delegation["verdict"] == "partial"
+        assert cell.delegation.verdict == "partial"
         rows = store.op_profile(run_id, cell.key)
         cpu = [r for r in rows if r["on_cpu"]]
         assert cpu and all(r["avg_ms"] > 0 for r in cpu)
         assert "ARG_MAX" in {r["node_type"] for r in cpu}
         assert sum(r["delegate_node"] for r in rows) >= 1
-        summary = cell.latency["op_profile"]
+        summary = cell.latency.op_profile
         assert summary["cpu_fallback_ops"] == len(cpu) and 0 < summary["cpu_fallback_pct"] < 100
         html = render_html(load_report(store, [run_id]))
     assert "CPU-fallback ops" in html and "ARG_MAX" in html

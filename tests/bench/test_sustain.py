@@ -59,30 +59,37 @@ def test_throttling_needs_a_drift_and_a_frequency_drop():
 
 def test_sustained_run_throttles_on_a_heated_virtual_phone(bench_model, start_phone, tmp_path):
     phone = start_phone("SM-G973F", faults=("none",))
-    # Precondition made true: heating 40x faster than the profile (trips within ~2 s of load)
-    # and a deep cap (25%: every inference stretched 4x), far beyond this machine's noise.
+    # Precondition made true: a deep cap (25%: every inference stretched 4x, far beyond this
+    # machine's noise) that trips in the middle of the run, not in its first fifth (the drift
+    # compares the first and last fifths). thermal.py's model at speed 12: the time constant is
+    # 120/12 = 10 s and the excess heads for 30 °C x load, so the 12 °C to the trip point take
+    # ~5 s at full load and ~8.5 s at 70% (process restarts between slices count as idle):
+    # after the first 3 s and well before the last 3 s of a 15-second run.
     config = Path(phone.root) / ".harness" / "virtual.json"
     data = json.loads(config.read_text())
     data["emulation"] = {**data.get("emulation", {}), "cap_pct": 25.0}
     config.write_text(json.dumps(data))
-    thermal.set_heating(phone.serial, 40.0)
+    thermal.set_heating(phone.serial, 12.0)
     store_path = tmp_path / "r.db"
     opts = BenchOptions(model=str(bench_model), devices=(phone.serial,), store=str(store_path),
                         runs=3, warmup=1, repeats=1, images=1, variants="sigmoid-fp32",
-                        delegates="cpu", sustain=10.0)  # fmt: skip
+                        delegates="cpu", sustain=15.0)  # fmt: skip
     out = run_bench(opts)
     assert out.status == "complete", [c.reason for c in out.cells]
     with Store(store_path) as store:
         (cell,) = store.cells(out.run_id)
         samples = store.sustain(out.run_id, cell.key)
-        s = cell.latency["sustain"]
+        s = cell.latency.sustain
         assert s["emulated"] is True and len(samples) == s["samples"] >= 5
         # before the first slice: the profile's BIG zone (38 °C), warmed only by the few runs
         # of the latency pass, far below the trip point
         assert 38.0 <= samples[0]["temp_c"] < 45.0
-        assert s["temp_max_c"] >= 50.0  # the emulated trip point was reached
+        # the emulated trip point (50 °C) was reached: the cap below starts only there; the
+        # samples are read between slices, after the cap has begun to cool the phone, so their
+        # maximum may sit just under it (but above the 45 °C release point)
+        assert s["temp_max_c"] >= 45.0
         assert s["cpu_freq_drop_pct"] == pytest.approx(75.0, abs=0.01)  # the 25% cap
-        assert s["throttled"] and s["drift_pct"] > 50
+        assert s["throttled"] and s["drift_pct"] > 50, s
         report = load_report(store, [out.run_id])
         run = load_run(store, out.run_id)
     html = render_html(report)
