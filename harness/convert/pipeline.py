@@ -461,7 +461,9 @@ def convert_model(
             if qat_model is None:
                 report(f"QAT fine-tuning ({options.qat_epochs} epochs)", done, total)
                 n = options.qat_samples
-                qat_model = make_qat_model(mf.model, x_train[:n], epochs=options.qat_epochs)
+                qat_model = make_qat_model(
+                    mf.model, x_train[:n], representative=x_rep, epochs=options.qat_epochs
+                )
             model = qat_model
             converter_info.update(
                 qat_epochs=options.qat_epochs, qat_samples=min(options.qat_samples, len(x_train))
