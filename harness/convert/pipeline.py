@@ -60,7 +60,7 @@ class ConvertOptions:
     heads: tuple[Head, ...] = DEFAULT_HEADS
     precisions: tuple[Precision, ...] = DEFAULT_PRECISIONS
     qat_heads: tuple[Head, ...] | None = (Head.SOFTMAX,)  # None: every requested head
-    qat_epochs: int = 2
+    qat_epochs: int = 4
     qat_samples: int = 256
     representative_samples: int = 100
     eval_samples: int | None = None  # None: the whole validation split

@@ -281,7 +281,7 @@ def make_qat_model(
     x_train: np.ndarray,
     *,
     representative: np.ndarray | None = None,
-    epochs: int = 2,
+    epochs: int = 4,
     batch_size: int = 8,
     learning_rate: float = 1e-4,
     seed: int = 0,
