@@ -35,7 +35,7 @@ def convert(
         "--qat-heads",
         help="Heads built at qat precision ('all' = every --heads entry).",
     ),
-    qat_epochs: int = typer.Option(2, "--qat-epochs", min=1, help="QAT fine-tuning epochs."),
+    qat_epochs: int = typer.Option(4, "--qat-epochs", min=1, help="QAT fine-tuning epochs."),
     qat_samples: int = typer.Option(256, "--qat-samples", min=1, help="QAT training samples."),
     representative: int = typer.Option(
         100, "--representative-samples", min=1, help="Calibration samples for int8/qat."

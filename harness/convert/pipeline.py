@@ -54,7 +54,7 @@ class ConvertOptions:
     heads: tuple[Head, ...] = DEFAULT_HEADS
     precisions: tuple[Precision, ...] = DEFAULT_PRECISIONS
     qat_heads: tuple[Head, ...] | None = (Head.SOFTMAX,)  # None: every requested head
-    qat_epochs: int = 2
+    qat_epochs: int = 4
     qat_samples: int = 256
     representative_samples: int = 100
     eval_samples: int | None = None  # None: the whole validation split
@@ -313,7 +313,9 @@ def _convert(
         if "model" not in qat:
             say(f"QAT fine-tuning ({options.qat_epochs} epochs)")
             n = options.qat_samples
-            qat["model"] = make_qat_model(mf.model, x_train[:n], epochs=options.qat_epochs)
+            qat["model"] = make_qat_model(
+                mf.model, x_train[:n], representative=x_rep, epochs=options.qat_epochs
+            )
         model = qat["model"]
         converter_info.update(
             qat_epochs=options.qat_epochs, qat_samples=min(options.qat_samples, len(x_train))

@@ -6,7 +6,7 @@
 | fp16         | ``optimizations=[DEFAULT]``, ``supported_types=[float16]`` (fp16 weights)  |
 | int8-dynamic | ``optimizations=[DEFAULT]``, no representative data (int8 weights)         |
 | int8         | full integer PTQ: representative set, ``TFLITE_BUILTINS_INT8``, int8 I/O   |
-| qat          | tfmot QAT (calibrated ranges, frozen BN, distillation), then like int8     |
+| qat          | tfmot QAT (BN folded, ranges calibrated then frozen, distillation), int8  |
 
 Integer I/O is **int8** (the TFLite native type); the manifest records scale and zero point.
 The argmax head's uint8 mask is not quantized: only its input is int8.
@@ -14,6 +14,7 @@ The argmax head's uint8 mask is not quantized: only its input is int8.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -118,16 +119,19 @@ def _representative(samples: np.ndarray) -> Callable[[], Iterator[list[np.ndarra
     return gen
 
 
-def _calibrate_ranges(qat: Any, samples: np.ndarray, batch_size: int) -> None:
+def _calibrate_ranges(qat: Any, samples: np.ndarray, batch_size: int, mode: str = "mean") -> None:
     """Set tfmot's activation ranges from data instead of its [-6, 6] start.
 
     tfmot tracks activation min/max with an EMA of decay 0.999 starting at [-6, 6]: a
     fine-tuning of a few hundred steps never leaves that start, and the converted ranges are
-    far from the real ones. Here forward passes in training mode (no weight update) run with
-    the decay of a running mean, ``(k - 1) / k`` at batch k, so the ranges become the mean of
-    the per-batch min/max, like post-training calibration. tfmot looks the function up on its
-    module at call time; if that ever changes, the calibration is skipped (QAT still works,
-    just less accurately).
+    far from the real ones. Here forward passes in training mode (no weight update) set them
+    from ``samples``: ``mode="mean"`` (the default) to the mean of the per-batch min/max (an
+    EMA of decay ``(k - 1) / k`` at batch k: the fixed point tfmot's EMA tends to),
+    ``mode="minmax"`` to the min and max over all samples (what TFLite's post-training
+    calibration records: the QAT model then starts at the PTQ model's ranges; a few outlying
+    samples widen every range). The input's range is tfmot's all-values min/max in both.
+    tfmot looks the function up on its module at call time; if that ever changes, the
+    calibration is skipped (QAT still works, just less accurately).
     """
     try:
         from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
@@ -136,11 +140,22 @@ def _calibrate_ranges(qat: Any, samples: np.ndarray, batch_size: int) -> None:
     original = getattr(quant_ops, "MovingAvgQuantize", None)
     if original is None or len(samples) == 0:
         return
-    state = {"decay": 0.0}
+    tf = tfcompat.tf()
+    state: dict[str, Any] = {"decay": 0.0, "seen": set()}
 
-    def calibrating(*args: Any, **kwargs: Any) -> Any:
-        kwargs["ema_decay"] = state["decay"]
-        return original(*args, **kwargs)
+    def calibrating(inputs: Any, min_var: Any, max_var: Any, *args: Any, **kwargs: Any) -> Any:
+        if mode != "minmax":
+            kwargs["ema_decay"] = state["decay"]
+            return original(inputs, min_var, max_var, *args, **kwargs)
+        first = id(min_var) not in state["seen"]
+        state["seen"].add(id(min_var))
+        low, high = tf.identity(min_var), tf.identity(max_var)
+        kwargs["ema_decay"] = 0.0  # the variables take this batch's range ...
+        out = original(inputs, min_var, max_var, *args, **kwargs)
+        if not first:  # ... widened to the range of the batches before
+            min_var.assign(tf.minimum(min_var, low))
+            max_var.assign(tf.maximum(max_var, high))
+        return out
 
     quant_ops.MovingAvgQuantize = calibrating
     try:
@@ -265,11 +280,13 @@ def make_qat_model(
     model: Any,
     x_train: np.ndarray,
     *,
-    epochs: int = 2,
+    representative: np.ndarray | None = None,
+    epochs: int = 4,
     batch_size: int = 8,
     learning_rate: float = 1e-4,
     seed: int = 0,
-    calibration_samples: int = 64,
+    calibration_samples: int = 100,
+    freeze_ranges: bool = True,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> Any:
     """Quantization-aware copy of ``model``, fine-tuned on normalized ``x_train``.
@@ -280,16 +297,20 @@ def make_qat_model(
     so the QAT variant re-expresses the trained model instead of being retrained towards the
     ground truth, and its accuracy against the float model is what QAT improves.
 
-    Before fine-tuning, the activation ranges are calibrated on ``calibration_samples``
-    samples (see :func:`_calibrate_ranges`) and BatchNormalization is frozen, so a short
-    fine-tuning starts from the float model's behaviour instead of tfmot's default ranges.
+    Before fine-tuning, the activation ranges are calibrated (:func:`_calibrate_ranges`,
+    mean of the per-batch min/max) on ``representative``, the samples post-training
+    quantization calibrates on (``x_train[:calibration_samples]`` when not given). With
+    ``freeze_ranges`` they then stay fixed while the weights are fine-tuned: the weights
+    learn the ranges the int8 file will hold (tfmot would keep moving them with an EMA of
+    8-sample batch extremes under the weights being fitted to them).
     """
     tf = tfcompat.tf()
     keras = tfcompat.keras()
     qat = build_qat_model(model)
     keras.utils.set_random_seed(seed)
     x_train = np.asarray(x_train, np.float32)
-    _calibrate_ranges(qat, x_train[:calibration_samples], batch_size=CAL_BATCH)
+    calibration = x_train[:calibration_samples] if representative is None else representative
+    _calibrate_ranges(qat, np.asarray(calibration, np.float32), batch_size=CAL_BATCH)
     logits = model.predict(x_train, batch_size=batch_size, verbose=0).astype(np.float64)
     teacher = np.exp(logits - logits.max(axis=-1, keepdims=True))
     teacher = (teacher / teacher.sum(axis=-1, keepdims=True)).astype(np.float32)
@@ -307,9 +328,34 @@ def make_qat_model(
             )
         )
     try:
-        qat.fit(ds, epochs=epochs, verbose=0, callbacks=callbacks)
+        with _ranges_frozen(freeze_ranges):
+            qat.fit(ds, epochs=epochs, verbose=0, callbacks=callbacks)
     except Exception as exc:
         raise ConversionFailed(
             f"QAT fine-tuning failed: {type(exc).__name__}: {_one_line(exc)}"
         ) from exc
     return qat
+
+
+@contextlib.contextmanager
+def _ranges_frozen(frozen: bool) -> Iterator[None]:
+    """While active (and ``frozen``), tfmot's activation ranges keep their values in training
+    mode (EMA decay 1): the fit traces its graph inside, so the whole fine-tuning is frozen."""
+    try:
+        from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
+    except ImportError:
+        frozen = False
+    original = getattr(quant_ops, "MovingAvgQuantize", None) if frozen else None
+    if original is None:
+        yield
+        return
+
+    def fixed(*args: Any, **kwargs: Any) -> Any:
+        kwargs["ema_decay"] = 1.0
+        return original(*args, **kwargs)
+
+    quant_ops.MovingAvgQuantize = fixed
+    try:
+        yield
+    finally:
+        quant_ops.MovingAvgQuantize = original
