@@ -154,12 +154,21 @@ def latency_pass(
         exact_counts=True,
         report_peak_memory_footprint=True,
     )
-    invoke = _invoker(device, staged, inv, s)
+    logs, texts, bm_seconds = _invocations(_invoker(device, staged, inv, s), staged, s)
+    latency = _summary(logs, staged, s, bm_seconds)
+    texts += _optional_passes(latency, device, staged, target, delegate, s)
+    return latency, delegation(logs[-1], delegate), "\n".join(texts)
+
+
+def _invocations(
+    invoke, staged: Staged, s: Settings
+) -> tuple[list[BenchmarkLog], list[str], float]:
+    """``repeats`` invocations; with --target-ci, more until the interval is tight enough or
+    --max-time of benchmark_model time is spent (harness.bench.stats). -> (parsed logs, log
+    texts, wall seconds of the benchmark_model commands themselves)."""
     logs: list[BenchmarkLog] = []
     texts: list[str] = []
-    bm_seconds = 0.0  # wall time of the benchmark_model commands themselves
-    # ``repeats`` invocations; with --target-ci, more until the interval is tight enough or
-    # --max-time of benchmark_model time is spent (harness.bench.stats).
+    bm_seconds = 0.0
     while not stats.enough([_avg_us(lg) for lg in logs], s.repeats, s.target_ci):
         extra = len(logs) >= s.repeats  # past the minimum: only --target-ci asks for more
         if extra and (bm_seconds >= s.max_time or len(logs) >= stats.MAX_INVOCATIONS):
@@ -183,6 +192,11 @@ def latency_pass(
         if _avg_us(log) is None:
             raise CellFailed("benchmark_model printed no inference timings", "\n".join(texts))
         logs.append(log)
+    return logs, texts, bm_seconds
+
+
+def _summary(logs: list[BenchmarkLog], staged: Staged, s: Settings, bm_seconds: float) -> dict:
+    """The cell's latency JSON from its invocations (docs/results-schema.md)."""
     avgs = [_avg_us(lg) / 1000.0 for lg in logs]
     mean = statistics.fmean(avgs)
     last = logs[-1]
@@ -195,20 +209,18 @@ def latency_pass(
         ]
         return fn(values) / 1000.0 if values else None
 
-    latency = {
+    inits = [lg.init_us / 1000.0 for lg in logs if lg.init_us is not None]
+    apk = s.runner == Runner.APK.value
+    return {
         "runner": s.runner,
-        "runner_sha256": staged.apk_sha256
-        if s.runner == Runner.APK.value
-        else staged.binary_sha256,
+        "runner_sha256": staged.apk_sha256 if apk else staged.binary_sha256,
         "accuracy_runner": Runner.SHELL.value,
         "runs": s.runs,
         "warmup_runs": s.warmup,
         "repeats": s.repeats,
         "threads": s.threads,
-        "affinity": s.affinity if s.runner == Runner.SHELL.value else None,  # the app: not pinned
-        "init_ms": statistics.fmean([lg.init_us / 1000.0 for lg in logs if lg.init_us is not None])
-        if any(lg.init_us is not None for lg in logs)
-        else last.init_ms,
+        "affinity": None if apk else s.affinity,  # the app: not pinned
+        "init_ms": statistics.fmean(inits) if inits else last.init_ms,
         "first_ms": _stats_ms(last.first_inference_us),
         "warmup_avg_ms": _stats_ms(last.warmup_avg_us),
         "avg_ms": mean,
@@ -228,8 +240,15 @@ def latency_pass(
             avgs, s.target_ci, stats.enough(avgs, s.repeats, s.target_ci) if s.target_ci else None
         ),
     }
-    # Optional passes after the timed invocations (their cost stays out of them). A failure of
-    # one is recorded in its key ({"error": ...}) and never discards the latency measured.
+
+
+def _optional_passes(
+    latency: dict, device: Device, staged: Staged, target: Target, delegate: Delegate, s: Settings
+) -> list[str]:
+    """Optional passes after the timed invocations (their cost stays out of them), into
+    ``latency``; their log texts. A failure of one is recorded in its key ({"error": ...}) and
+    never discards the latency measured."""
+    texts = []
     if s.profile_ops:
         from harness.bench import profile_ops
 
@@ -258,7 +277,7 @@ def latency_pass(
         )
         latency.setdefault(BULK, {})["sustain"] = samples
         texts.append(text)
-    return latency, delegation(last, delegate), "\n".join(texts)
+    return texts
 
 
 _STATUS = re.compile(r"^harness-status (\d+) (\d+)$", re.M)

@@ -314,13 +314,8 @@ def _summary(cells: list[MatrixCell], locs: list[dict], largest: dict | None) ->
     )
 
 
-def run_diagnose(
-    opts: DiagnoseOptions,
-    progress: Progress | None = None,
-    on_cell: Callable[[Cell], None] | None = None,
-) -> dict:
-    """Diagnose ``opts.model`` on the selected phones; returns (and stores) the diagnosis."""
-    say = progress or (lambda _msg: None)
+def _check(opts: DiagnoseOptions) -> list[str]:
+    """Bad options fail here, in one line, before anything runs; the delegates, parsed once."""
     if not (math.isfinite(opts.tolerance) and opts.tolerance > 0):
         raise UsageError(f"--tolerance must be a positive number, got {opts.tolerance}")
     checks.seconds(opts.timeout, "--timeout", positive=True)  # before variants are made
@@ -328,18 +323,17 @@ def run_diagnose(
     checks.count(opts.threads, "--threads", 1, 256)
     if opts.probe_images < 1:
         raise UsageError("--probe-images must be at least 1")
-    # Parsed once (a bad name or none: UsageError before anything runs).
-    delegates = [d.value for d in resolve_delegates(opts.delegates or "")]
-    say("planning variants")
-    plan = plan_model(opts.model, opts.heads, opts.precision, IoOptions.from_dict(opts.io))
-    bench_io = opts.io if plan.io is None else plan.io
-    say("measuring the matrix (harness bench)")
-    outcome = run_bench(
+    return [d.value for d in resolve_delegates(opts.delegates or "")]
+
+
+def _bench(opts: DiagnoseOptions, variants: str, model: str, delegates: list[str], io, on_cell):
+    """The matrix, measured by ``harness bench`` (stored as its run)."""
+    return run_bench(
         BenchOptions(
-            model=plan.model,
+            model=model,
             devices=opts.devices,
             adb=opts.adb,
-            variants=plan.variants,
+            variants=variants,
             delegates=",".join(delegates),
             threads=opts.threads,
             runs=opts.runs,
@@ -350,17 +344,51 @@ def run_diagnose(
             store=opts.store,
             timeout=opts.timeout,
             wait_lock=opts.wait_lock,
-            io=bench_io,
+            io=io,
         ),
         on_cell=on_cell,
     )
-    model_name, target_list = resolve_targets(
-        plan.model, plan.variants, IoOptions.from_dict(bench_io)
-    )
+
+
+def _device_report(dev: dict, cells, locs, largest, device) -> dict:
+    info = dev["info"]
+    faults = device.probe().props.get("ro.harness.faults") if dev["virtual"] else None
+    return {
+        "serial": dev["serial"],
+        "model": dev["model"],
+        "virtual": dev["virtual"],
+        "soc": info.get("soc"),
+        "gpu": info.get("gpu"),
+        "profile": info.get("profile") or None,
+        "gpu_delegate": info.get("gpu_delegate") or None,
+        "emulated_faults": faults.split(",") if faults else [],
+        "summary": _summary(cells, locs, largest),
+        "failures": sum(c.values_wrong or c.verdict == "delegate-failed" for c in cells),
+        "matrix": [c.to_dict() for c in cells],
+        "localizations": locs,
+        "recommendation": recommend(cells),
+        "remedies": _remedies(info.get("gpu_delegate"), locs),
+        "notes": _notes(cells, bool(dev["virtual"])),
+    }
+
+
+def run_diagnose(
+    opts: DiagnoseOptions,
+    progress: Progress | None = None,
+    on_cell: Callable[[Cell], None] | None = None,
+) -> dict:
+    """Diagnose ``opts.model`` on the selected phones; returns (and stores) the diagnosis."""
+    say = progress or (lambda _msg: None)
+    delegates = _check(opts)
+    say("planning variants")
+    plan = plan_model(opts.model, opts.heads, opts.precision, IoOptions.from_dict(opts.io))
+    bench_io = opts.io if plan.io is None else plan.io
+    say("measuring the matrix (harness bench)")
+    outcome = _bench(opts, plan.variants, plan.model, delegates, bench_io, on_cell)
+    io = IoOptions.from_dict(bench_io)
+    model_name, target_list = resolve_targets(plan.model, plan.variants, io)
     targets = {t.variant_id: t for t in target_list}
-    name, images, masks = eval_images(
-        opts.eval_set, opts.images, target_list[0], IoOptions.from_dict(bench_io)
-    )
+    name, images, masks = eval_images(opts.eval_set, opts.images, target_list[0], io)
     eval_set = EvalSet(name, images, masks)
     say("checking exposure on the desktop")
     findings = {t.variant_id: exposure(t.path, preprocess(images, t.input)) for t in target_list}
@@ -374,32 +402,21 @@ def run_diagnose(
             all_cells.append(classify(c, heads.get(c.variant_id, c.variant_id), nonfinite, worst))
     device_reports = []
     for dev in devices:
-        serial = dev["serial"]
         cells = [c for c in all_cells if c.cell.device == dev["id"]]
         device = _device(str(dev["id"]), opts)  # SERIAL@SERVER: that server's phone
         locs = _localize_device(device, cells, opts, targets, eval_set, findings, say)
-        info = dev["info"]
-        faults = device.probe().props.get("ro.harness.faults") if dev["virtual"] else None
-        device_reports.append(
-            {
-                "serial": serial,
-                "model": dev["model"],
-                "virtual": dev["virtual"],
-                "soc": info.get("soc"),
-                "gpu": info.get("gpu"),
-                "profile": info.get("profile") or None,
-                "gpu_delegate": info.get("gpu_delegate") or None,
-                "emulated_faults": faults.split(",") if faults else [],
-                "summary": _summary(cells, locs, largest),
-                "failures": sum(c.values_wrong or c.verdict == "delegate-failed" for c in cells),
-                "matrix": [c.to_dict() for c in cells],
-                "localizations": locs,
-                "recommendation": recommend(cells),
-                "remedies": _remedies(info.get("gpu_delegate"), locs),
-                "notes": _notes(cells, bool(dev["virtual"])),
-            }
-        )
+        device_reports.append(_device_report(dev, cells, locs, largest, device))
     _runtime_evidence(device_reports)
+    variants = [
+        {
+            "id": t.variant_id,
+            "head": heads[t.variant_id],
+            "sha256": t.sha256,
+            "file": str(t.path),
+            "built": t.variant_id in plan.built,
+        }
+        for t in target_list
+    ]
     diagnosis = _clean(
         {
             "schema": SCHEMA,
@@ -408,16 +425,7 @@ def run_diagnose(
             "model_path": plan.model,
             "store": opts.store,
             "heads": list(heads.values()),
-            "variants": [
-                {
-                    "id": t.variant_id,
-                    "head": heads[t.variant_id],
-                    "sha256": t.sha256,
-                    "file": str(t.path),
-                    "built": t.variant_id in plan.built,
-                }
-                for t in target_list
-            ],
+            "variants": variants,
             "delegates": delegates,
             "eval_set": {**eval_set.describe(), "source": opts.eval_set},
             "tolerance": opts.tolerance,
