@@ -228,6 +228,13 @@ def _describe(entries: Sequence[DeviceEntry]) -> str:
     )
 
 
+def _shown(entry: DeviceEntry, entries: Sequence[DeviceEntry]) -> str:
+    """A device as the user names it: its serial, with its adb server only where another
+    server lists the same serial."""
+    twins = sum(e.serial == entry.serial for e in entries)
+    return str(entry.id) if twins > 1 else entry.serial
+
+
 def _is_glob(pattern: str) -> bool:
     return any(c in pattern for c in "*?[")
 
@@ -263,9 +270,10 @@ def select_devices(entries: Sequence[DeviceEntry], patterns: Sequence[str]) -> l
         if not found:
             raise DeviceNotFound(f"no device matches {pattern!r}; {_describe(entries)}")
         if len(found) > 1 and not _is_glob(pattern):
-            names = ", ".join(f"{e.id} ({e.model_code})" for e in found)
+            names = ", ".join(f"{_shown(e, entries)} ({e.model_code})" for e in found)
             raise DeviceNotFound(
-                f"{pattern!r} is ambiguous: it matches {names}; use a serial (SERIAL@SERVER)"
+                f"{pattern!r} is ambiguous: it matches {names}; use a serial "
+                "(SERIAL@HOST:PORT where several adb servers list it)"
             )
         for entry in found:
             if entry.state != "device":

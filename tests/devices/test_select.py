@@ -52,3 +52,13 @@ def test_parse_server():
     for bad in ("host:port", ":", "h:70000"):
         with pytest.raises(UsageError):
             parse_server(bad)
+
+
+def test_ambiguity_names_the_adb_server_only_where_two_list_one_serial():
+    twin = DeviceEntry("R58M1", "device", AdbServer("127.0.0.1", 5038), model="SM_G973F")
+    assert twin.serial == F.serial and twin.id != F.id
+    with pytest.raises(DeviceNotFound) as caught:
+        select_devices([F, twin, U], ["SM-G973"])
+    message = str(caught.value)
+    assert f"{F.id} (SM-G973F)" in message and f"{twin.id} (SM-G973F)" in message
+    assert f"{U.serial} (SM-G973U)" in message and f"{U.id}" not in message
