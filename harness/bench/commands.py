@@ -112,6 +112,8 @@ class _LiveTable:
     def stop(self) -> None:
         if self.live is not None:
             self.live.stop()
+            if not console().is_terminal:  # rich ends a Live in a log or pipe without a newline
+                console().line()
 
 
 def _warn(text: str) -> None:  # phone state: a warning, never a refusal

@@ -192,3 +192,23 @@ def test_bad_input_is_one_line(bench_model, phones, tmp_path):
         run = cli(*args)
         assert run.returncode == code, (args, run.stderr)
         assert text in run.stderr and run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
+
+
+def test_summary_starts_its_own_line_after_the_live_table_in_a_log(bench_model, phones, tmp_path):
+    """Output to a pipe or log file (no terminal): rich ends a Live without a newline, so the
+    bench ends it; the table's last line and the summary line are two lines."""
+    proc = _bench_cli(
+        bench_model,
+        phones[1],
+        tmp_path / "r.db",
+        "--variants",
+        "sigmoid-fp32",
+        "--delegates",
+        "cpu",
+    )
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    summary = [i for i, ln in enumerate(lines) if "cells measured" in ln]
+    assert summary and lines[summary[0]].startswith("run ")
+    assert lines[summary[0] - 1].rstrip().endswith("┘")  # the table's bottom edge, alone
