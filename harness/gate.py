@@ -125,7 +125,7 @@ _METRIC_OF = {  # threshold key -> harness.cell.METRICS key
 }
 
 
-class _Judge:
+class _Checker:
     def __init__(self, rule: Rule, baseline_of: dict[ReportCell, ReportCell] | None) -> None:
         self.rule = rule
         self.baseline_of = baseline_of
@@ -241,7 +241,7 @@ def evaluate(policy: Policy, run: RunData, baseline: RunData | None = None) -> G
     baseline_of = match_cells(run, baseline) if baseline is not None else None
     checks: list[CheckResult] = []
     for rule in policy.rules:
-        judge = _Judge(rule, baseline_of)
+        checker = _Checker(rule, baseline_of)
         cells = [
             c for c in run.cells if rule.matches(c.serial, c.device_model, c.variant_id, c.delegate)
         ]
@@ -254,9 +254,9 @@ def evaluate(policy: Policy, run: RunData, baseline: RunData | None = None) -> G
             checks.append(_no_match(rule, run))
             continue
         for cell in cells:
-            checks.extend(judge.check(cell, t, limit) for t, limit in rule.limits)
+            checks.extend(checker.check(cell, t, limit) for t, limit in rule.limits)
         for cell in planned:
-            checks.extend(judge.missing(cell, t, limit, run.status) for t, limit in rule.limits)
+            checks.extend(checker.missing(cell, t, limit, run.status) for t, limit in rule.limits)
     return GateResult(policy, run, baseline, tuple(checks))
 
 
