@@ -87,10 +87,13 @@ class _Finisher:
         with shared.lock:
             shared.finishers.append(self)
 
-    def submit(self, cell: Cell, target: Target, raw: np.ndarray | None = None) -> None:
+    def submit(
+        self, cell: Cell, target: Target, raw: np.ndarray | None = None, bulk: dict | None = None
+    ) -> None:
+        """Queue a cell; ``bulk``: its op-profile / sustained rows (``measure.BULK``)."""
         with self.shared.lock:
             self.shared.submitted.add(cell.key)
-        self.jobs.put((cell, target, raw))
+        self.jobs.put((cell, target, raw, bulk))
 
     def close(self, timeout: float | None = None) -> None:
         self.jobs.put(None)
@@ -114,7 +117,7 @@ class _Finisher:
         finally:
             store.close()
 
-    def _finish(self, store: Store, cell: Cell, target: Target, raw) -> None:
+    def _finish(self, store: Store, cell: Cell, target: Target, raw, bulk) -> None:
         outputs = None
         if cell.measured and raw is not None:
             try:
@@ -123,17 +126,13 @@ class _Finisher:
             except Exception as exc:  # outputs the manifest cannot decode: a finding
                 reason = f"outputs not decodable: {exc}"
                 cell = replace(cell, status=Status.FAILED, reason=reason)
-        _commit(store, self.shared, cell, outputs)
+        _commit(store, self.shared, cell, outputs, bulk)
 
 
-def _commit(store: Store, shared: _Shared, cell: Cell, outputs: bytes | None = None) -> None:
-    from harness.bench.measure import BULK
-
-    extra = cell.latency.extra
-    bulk = extra.get(BULK) or {}  # rows for their own tables, not the cell's JSON
-    if BULK in extra:
-        kept = {k: v for k, v in extra.items() if k != BULK}
-        cell = replace(cell, latency=replace(cell.latency, extra=kept))
+def _commit(
+    store: Store, shared: _Shared, cell: Cell, outputs: bytes | None = None, bulk=None
+) -> None:
+    bulk = bulk or {}
     store.record_cell(cell, outputs if cell.measured else None)
     if cell.measured and bulk.get("op_profile"):
         store.record_op_profile(cell.run_id, cell.key, bulk["op_profile"])

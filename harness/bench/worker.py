@@ -21,7 +21,7 @@ import numpy as np
 
 from harness.bench import phone
 from harness.bench.finish import _Finisher
-from harness.bench.measure import CellFailed, Settings, accuracy_pass, latency_pass
+from harness.bench.measure import BULK, CellFailed, Settings, accuracy_pass, latency_pass
 from harness.bench.plan import Target
 from harness.bench.stage import Staged, stage
 from harness.cell import Accuracy, Cell, CellKey, Delegation, Latency, Status
@@ -247,8 +247,10 @@ class DeviceWorker:
             record, raw = self._measure(target, delegate)
             if self.shared.stop.is_set() and record["status"] != "ok":
                 return  # interrupted mid-cell: not a finding, resume measures it
+            # bulk rows (op profile, sustained series) go to their own tables, not the cell
+            bulk = (record.get("latency") or {}).pop(BULK, None)
             cell = cell_record(self.shared, self.entry, target, delegate, started=started, **record)
-            self.finisher.submit(cell, target, raw if cell.measured else None)
+            self.finisher.submit(cell, target, raw if cell.measured else None, bulk)
 
     def _measure(self, target: Target, delegate: Delegate) -> tuple[dict, np.ndarray | None]:
         """One cell, measured again while the connection is lost (at most CELL_ATTEMPTS):
